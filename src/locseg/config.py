@@ -1,0 +1,277 @@
+"""Typed, frozen run configuration: YAML files plus ``key.sub=value`` overrides.
+
+A :class:`Config` has four sections (``data``, ``model``, ``train``, ``eval``). It is built from a
+YAML file (any key left out keeps its default), then from dotted command-line overrides such as
+``train.max_steps=30`` or ``model.segmenter.localization.box_size=11``. The resolved config is
+saved with every run and inside every checkpoint; :func:`diff` shows what differs between two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be applied (unknown key, wrong type, bad value)."""
+
+
+@dataclass(frozen=True)
+class LocalizationConfig:
+    """The non-trainable localization module (paper sections 2.3-2.4, Algorithm 1)."""
+
+    sigma1: float = 0.05  # Q = exp(-s * sum_c (x_re - x)^2 / (2 * sigma1)); see docs/method.md
+    sigma_squared: bool = False  # True: divide by 2 * sigma1**2 instead (the other reading)
+    box_size: int = 9  # side of the all-ones box filter over s * Q (odd)
+    butterworth_f: float = 8.0  # cut-off distance in pixels of G(r) = 1/sqrt(1 + (r/f)^(2n))
+    butterworth_n: float = 2.0  # order of the Butterworth window
+    em_iters: int = 10  # EM iterations of the two-component GMM ("L iterations", Algorithm 1)
+    em_tol: float = 1e-4  # stop early when the weighted mean log-likelihood gains less than this
+    gmm_init: str = "paper"  # "paper" (mu1 = 0, mu2 ~ U(0,1)) | "window" (mu1 = outside, mu2 = centre)
+    covariance: str = "full"  # "full" | "diag"
+    weights: str = "hard"  # "hard": w = 1[G > threshold] (Algorithm 1) | "soft": w = G
+    threshold: float = 0.5
+    reg_covar: float = 1e-4  # added to covariance diagonals, as sklearn's reg_covar
+    object_rule: str = "centre"  # which component is the object: "centre" | "second"
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """The paper's iterative encoder-decoder (sections 2.5-2.6, Algorithm 2, Eq. 1)."""
+
+    arch: str = "vae"  # "vae" (simple data) | "skip_ae" (complex data: Flowers, Atari)
+    num_slots: int = 6  # K: background + K-1 objects
+    latent_dim: int = 32
+    channels: tuple[int, ...] = (32, 32, 64, 64)  # encoder widths, one per stride-2 stage
+    beta: float = 0.5  # weight of the prior term (1 - m)(x_re - zeta)^2
+    zeta: float = 0.0  # constant prior value for masked-out pixels
+    gamma: float = 1e-3  # weight of the KL term (0 for the auto-encoder)
+    mask_recon: bool = True  # x_re := m * x_re inside Eq. 1 (section 2.6, last paragraph)
+    localization: LocalizationConfig = field(default_factory=LocalizationConfig)
+
+
+@dataclass(frozen=True)
+class MonetConfig:
+    """MONet (Burgess et al. 2019, arXiv 1901.11390)."""
+
+    num_slots: int = 6
+    latent_dim: int = 16
+    unet_blocks: int = 5  # down/up-sampling levels of the attention U-Net
+    unet_channels: int = 32
+    vae_channels: int = 32
+    beta: float = 0.5
+    gamma: float = 0.5
+    sigma_bg: float = 0.09
+    sigma_fg: float = 0.11
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "segmenter"  # "segmenter" (the paper's model) | "monet"
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    monet: MonetConfig = field(default_factory=MonetConfig)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "multi_dsprites"
+    image_size: int = 64  # models see images at image_size x image_size
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    batch_size: int = 32
+    max_steps: int = 10000
+    max_minutes: float = 0.0  # wall-clock cap, 0 = none
+    optimizer: str = "adam"  # "adam" | "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # "cosine" | "constant"
+    warmup_steps: int = 100
+    grad_clip: float = 5.0  # max global gradient norm, 0 = off
+    amp: bool = True  # bfloat16 autocast on CUDA only; ignored on CPU
+    num_threads: int = 0  # torch CPU threads, 0 = torch default
+    log_every: int = 10
+    eval_every: int = 500  # steps between evaluations on the test split (0 = only at the end)
+    eval_images: int = 128  # test images used by the periodic evaluation
+    checkpoint_every: int = 200
+    max_bad_steps: int = 20  # consecutive NaN/Inf losses before the run stops
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain dict (tuples become lists) suitable for YAML/JSON and checkpoints."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        return tuple(_coerce(v, item, key) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{key}: union types are not supported")  # not used in this config
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def from_dict(cls: type, data: dict[str, Any] | None, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict; unknown keys raise :class:`ConfigError`."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = prefix.rstrip(".") or "config"
+        raise ConfigError(f"unknown key(s) {', '.join(prefix + u for u in unknown)} in {where}; "
+                          f"valid: {', '.join(sorted(names))}")
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}{name}: expected a mapping, got {value!r}")
+            kwargs[name] = from_dict(hint, value, prefix + name + ".")
+        else:
+            kwargs[name] = _coerce(value, hint, prefix + name)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            raise ConfigError(f"unknown config key {key!r}")
+        node = node[p]
+    if parts[-1] not in node:
+        raise ConfigError(f"unknown config key {key!r}")
+    node[parts[-1]] = value
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``key.sub=value`` strings (values parsed as YAML: 3, 0.1, true, [1,2], text)."""
+    tree = to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: cannot parse value ({e.problem})") from None
+        _set_dotted(tree, key.strip(), value)
+    return validate(from_dict(Config, tree))
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (defaults where keys are missing) and apply dotted overrides."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            tree = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    cfg = validate(from_dict(Config, tree))
+    return apply_overrides(cfg, overrides or [])
+
+
+def save(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def validate(cfg: Config) -> Config:
+    """Check values that types alone do not catch."""
+    seg, loc, tr = cfg.model.segmenter, cfg.model.segmenter.localization, cfg.train
+    checks = [
+        (cfg.model.name in ("segmenter", "monet"), f"model.name must be segmenter or monet, got {cfg.model.name!r}"),
+        (seg.arch in ("vae", "skip_ae"), f"model.segmenter.arch must be vae or skip_ae, got {seg.arch!r}"),
+        (seg.num_slots >= 2, "model.segmenter.num_slots must be >= 2"),
+        (cfg.model.monet.num_slots >= 2, "model.monet.num_slots must be >= 2"),
+        (loc.box_size >= 1 and loc.box_size % 2 == 1, "model.segmenter.localization.box_size must be odd and >= 1"),
+        (loc.sigma1 > 0, "model.segmenter.localization.sigma1 must be > 0"),
+        (loc.butterworth_f > 0 and loc.butterworth_n > 0, "butterworth_f and butterworth_n must be > 0"),
+        (loc.em_iters >= 1, "model.segmenter.localization.em_iters must be >= 1"),
+        (loc.gmm_init in ("paper", "window"), "localization.gmm_init must be paper or window"),
+        (loc.covariance in ("full", "diag"), "localization.covariance must be full or diag"),
+        (loc.weights in ("hard", "soft"), "localization.weights must be hard or soft"),
+        (loc.object_rule in ("centre", "second"), "localization.object_rule must be centre or second"),
+        (cfg.data.image_size >= 16, "data.image_size must be >= 16"),
+        (tr.batch_size >= 1, "train.batch_size must be >= 1"),
+        (tr.max_steps >= 0, "train.max_steps must be >= 0"),
+        (tr.lr > 0, "train.lr must be > 0"),
+        (tr.optimizer in ("adam", "adamw"), "train.optimizer must be adam or adamw"),
+        (tr.schedule in ("cosine", "constant"), "train.schedule must be cosine or constant"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    return cfg
+
+
+def diff(a: Config, b: Config) -> list[str]:
+    """Lines ``key: a -> b`` for every leaf that differs between two configs."""
+
+    def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out = {}
+        for k, v in tree.items():
+            if isinstance(v, dict):
+                out.update(flat(v, prefix + k + "."))
+            else:
+                out[prefix + k] = v
+        return out
+
+    fa, fb = flat(to_dict(a)), flat(to_dict(b))
+    return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
