@@ -64,7 +64,9 @@ class MonetConfig:
     latent_dim: int = 16
     unet_blocks: int = 5  # down/up-sampling levels of the attention U-Net
     unet_channels: int = 32
-    vae_channels: int = 32
+    unet_hidden: int = 128  # hidden width of the attention U-Net's bottleneck MLP (paper: 128, 128)
+    vae_channels: int = 32  # encoder convs use (c, c, 2c, 2c) channels, the broadcast decoder c
+    vae_hidden: int = 256  # hidden width of the component VAE encoder's MLP (paper: 256)
     beta: float = 0.5
     gamma: float = 0.5
     sigma_bg: float = 0.09

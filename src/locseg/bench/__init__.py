@@ -1,0 +1,1 @@
+"""Speed benchmarks, each measured side by side in one run (``locseg bench <what>``)."""

@@ -1,0 +1,92 @@
+"""Checkpoints: the only module that writes or reads them.
+
+A checkpoint holds the model, optimizer and scheduler states, the step, the RNG states, the
+resolved config (as a plain dict) and the locseg version. It is written to a temporary file and
+renamed into place, and read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from . import config as config_lib
+from .config import Config
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or does not fit the model."""
+
+
+def rng_state() -> dict[str, Any]:
+    """Torch RNG states (the only generators locseg draws from during training)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(path: str | Path, *, model: nn.Module, cfg: Config, step: int,
+         optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
+         extra: dict[str, Any] | None = None) -> None:
+    """Write a checkpoint atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    payload = {
+        "version": __version__,
+        "step": step,
+        "config": config_lib.to_dict(cfg),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": rng_state(),
+        "extra": extra or {},
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save`; its ``config`` is returned as a :class:`Config`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a locseg checkpoint): "
+                              f"{str(e).splitlines()[0]}") from None
+    if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
+        raise CheckpointError(f"{path} is not a locseg checkpoint")
+    try:
+        payload["config"] = config_lib.validate(config_lib.from_dict(Config, payload["config"]))
+    except config_lib.ConfigError as e:
+        raise CheckpointError(f"{path}: its config does not fit this version of locseg: {e}") from None
+    return payload
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Config, dict[str, Any]]:
+    """Rebuild the model of a checkpoint in eval mode on ``device``: (model, config, payload)."""
+    from .models import build_model
+
+    payload = load(path, map_location=device)
+    cfg: Config = payload["config"]
+    model = build_model(cfg.model, cfg.data.image_size).to(device)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match the model its config describes: "
+                              f"{str(e).splitlines()[0]}") from None
+    model.eval()
+    return model, cfg, payload

@@ -1,0 +1,217 @@
+"""Command line: ``locseg <command>``; a thin layer that turns arguments into library calls.
+
+Errors a user can cause are printed as one line on stderr with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+log = logging.getLogger("locseg")
+
+
+def _json_safe(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _print_table(title: str, values: dict) -> None:
+    print(title)
+    width = max(len(k) for k in values) if values else 0
+    for k, v in values.items():
+        print(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from .data import multi_dsprites
+
+    info = multi_dsprites.generate(args.out, args.variant, args.num_train, args.num_test, args.seed,
+                                   overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"wrote {args.num_train} train + {args.num_test} test images ({args.variant}, seed {args.seed}) "
+          f"to {args.out} in {info.get('seconds', float('nan')):.1f} s")
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    from .data import tfrecord
+
+    info = tfrecord.convert(args.file, args.variant, args.out, num_train=args.num_train, num_test=args.num_test,
+                            overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"converted {args.file} to {args.out}: {info}")
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    from . import viz
+    from .data import load_split
+
+    data = load_split(args.data, args.split)
+    viz.dataset_grid(data, args.out, num=args.num, seed=args.seed)
+    print(f"wrote {args.out}")
+
+
+# --------------------------------------------------------------------------- models
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from . import config as config_lib
+    from .train import fit
+
+    cfg = config_lib.load(args.config, args.overrides)
+    result = fit(cfg, args.data, args.out, device=args.device, resume=args.resume,
+                 progress=not args.no_progress, stop_at=args.stop_at)
+    print(f"{result.status} at step {result.step}; checkpoint {Path(args.out) / 'checkpoint.pt'}")
+    if result.metrics:
+        _print_table("evaluation (test split, train.eval_images images):", result.metrics)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from . import checkpoint
+    from .data import load_split
+    from .train import evaluate
+
+    model, cfg, _ = checkpoint.load_model(args.checkpoint, args.device)
+    split = load_split(args.data, args.split)
+    scores = evaluate(model, split, args.device, cfg.data.image_size, args.num_images, cfg.eval.batch_size,
+                      cfg.train.seed)
+    _print_table(f"{args.split} split of {args.data}:", scores)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(_json_safe(scores), indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+def cmd_segment(args: argparse.Namespace) -> None:
+    from . import checkpoint, segment, viz
+
+    model, cfg, _ = checkpoint.load_model(args.checkpoint, args.device)
+    images, names = segment.read_images(args.input)
+    results = segment.segment_images(model, images, cfg.data.image_size, args.device, cfg.eval.batch_size,
+                                     cfg.train.seed)
+    segment.save_npz(results, names, args.out)
+    print(f"segmented {len(images)} image(s) into {model.num_slots} slots; wrote {args.out}")
+    if args.png:
+        viz.segment_overlays(images, results, names, args.png)
+        print(f"wrote overlays to {args.png}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    import importlib
+
+    module = importlib.import_module(f"locseg.bench.{args.what}")
+    result = module.run(json_output=args.json, quick=args.quick)
+    if args.json:
+        print(json.dumps(_json_safe(result)))
+    else:
+        _print_table(f"bench {args.what}:", result)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="locseg", description="Unsupervised object segmentation with an explicit "
+                                "localization module: generate data, train, evaluate, segment.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="generate a synthetic dataset")
+    g.add_argument("dataset", choices=["multi-dsprites"])
+    g.add_argument("--variant", default="colored_on_grayscale",
+                   help="colored_on_grayscale (the paper's and MONet's) | colored_on_colored | binarized")
+    g.add_argument("--num-train", type=int, default=60000, help="training images (literature: 60000)")
+    g.add_argument("--num-test", type=int, default=320, help="test images (literature: 320)")
+    g.add_argument("--seed", type=int, default=0, help="train and test use independent seeds derived from it")
+    g.add_argument("--out", required=True, help="output dataset directory")
+    g.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(func=cmd_generate)
+
+    c = sub.add_parser("convert", help="convert DeepMind's multi_dsprites TFRecord file (no TensorFlow needed)")
+    c.add_argument("dataset", choices=["multi-dsprites"])
+    c.add_argument("file", help="multi_dsprites_<variant>.tfrecords")
+    c.add_argument("--variant", required=True, help="colored_on_grayscale | colored_on_colored | binarized")
+    c.add_argument("--out", required=True)
+    c.add_argument("--num-train", type=int, default=None, help="records for train (default: all but the test ones)")
+    c.add_argument("--num-test", type=int, default=320)
+    c.add_argument("--overwrite", action="store_true")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("show", help="PNG grid of dataset samples with their label maps")
+    s.add_argument("data", help="dataset directory")
+    s.add_argument("--out", required=True, help="PNG file to write")
+    s.add_argument("--split", default="train")
+    s.add_argument("--num", type=int, default=16)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_show)
+
+    t = sub.add_parser("train", help="train a model (the paper's by default, or MONet)")
+    t.add_argument("--config", default=None, help="YAML config (configs/*.yaml); defaults where keys are missing")
+    t.add_argument("--data", required=True, help="dataset directory with train (and test) splits")
+    t.add_argument("--out", required=True, help="run directory (checkpoint.pt, config.yaml, CSV logs, figures)")
+    t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=30 "
+                   "model.segmenter.localization.sigma1=0.05")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out (same config)")
+    t.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    t.add_argument("--stop-at", type=int, default=None, help="stop after this step (schedule unchanged)")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a checkpoint on a dataset split")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--split", default="test")
+    e.add_argument("--num-images", type=int, default=None, help="first N images only (default: all)")
+    e.add_argument("--json", default=None, help="also write the scores to this JSON file")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=cmd_evaluate)
+
+    m = sub.add_parser("segment", help="segment your own images (file, folder or .npy) at their own size")
+    m.add_argument("--checkpoint", required=True)
+    m.add_argument("--input", required=True, help="image file, folder of PNG/JPEG files, or .npy (N,H,W,3) uint8")
+    m.add_argument("--out", required=True, help="output .npz: labels, masks, locations (y, x), areas")
+    m.add_argument("--png", default=None, help="folder for overlay figures")
+    m.add_argument("--device", default="cpu")
+    m.set_defaults(func=cmd_segment)
+
+    b = sub.add_parser("bench", help="speed benchmarks, measured side by side in one run")
+    b.add_argument("what", choices=["localization", "metrics", "models"])
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke test)")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .data import DataError
+    from .segment import InputError
+    from .train import TrainingError
+
+    user_errors = (ConfigError, DataError, CheckpointError, TrainingError, InputError, ValueError,
+                   FileNotFoundError, PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError)
+    try:
+        args.func(args)
+    except user_errors as e:
+        if args.verbose:
+            raise
+        print(f"locseg {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"locseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

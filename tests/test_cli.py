@@ -1,0 +1,97 @@
+"""The command line end to end on tiny generated data, and its one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from locseg.cli import main
+
+TRAIN = ["train.max_steps=4", "train.batch_size=4", "train.eval_every=2", "train.eval_images=8",
+         "train.checkpoint_every=2", "train.log_every=1", "model.segmenter.num_slots=3",
+         "model.segmenter.channels=[4,8]", "model.segmenter.latent_dim=4", "data.image_size=32"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "data"
+    assert main(["generate", "multi-dsprites", "--num-train", "24", "--num-test", "8", "--seed", "1",
+                 "--out", str(data), "--no-progress"]) == 0
+    assert main(["train", "--data", str(data), "--out", str(root / "run"), "--no-progress", "--stop-at", "2",
+                 *TRAIN]) == 0
+    assert main(["train", "--data", str(data), "--out", str(root / "run"), "--no-progress", "--resume",
+                 *TRAIN]) == 0
+    return root
+
+
+def test_train_writes_run_directory(run):
+    r = run / "run"
+    assert (r / "checkpoint.pt").exists() and (r / "config.yaml").exists()
+    assert len((r / "train.csv").read_text().strip().splitlines()) == 1 + 4
+    assert list((r / "figures").glob("*.png"))
+
+
+def test_evaluate_json(run, capsys):
+    out = run / "metrics.json"
+    assert main(["evaluate", "--checkpoint", str(run / "run" / "checkpoint.pt"), "--data", str(run / "data"),
+                 "--split", "test", "--json", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    for key in ("fg_ari", "ari", "msc", "sc", "location_error", "num_images"):
+        assert key in scores
+    assert scores["num_images"] == 8
+    assert "fg_ari" in capsys.readouterr().out
+
+
+def test_segment_npy_folder_and_file(run, tmp_path):
+    ckpt = str(run / "run" / "checkpoint.pt")
+    arr = np.random.default_rng(0).integers(0, 256, (3, 40, 50, 3), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", arr)
+    assert main(["segment", "--checkpoint", ckpt, "--input", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "a.npz"), "--png", str(tmp_path / "png")]) == 0
+    res = np.load(tmp_path / "a.npz")
+    assert res["labels"].shape == (3, 40, 50) and res["masks"].shape == (3, 3, 40, 50)
+    assert res["locations"].shape == (3, 3, 2) and res["areas"].shape == (3, 3)
+    assert np.allclose(res["masks"].sum(1), 1, atol=1e-4)
+    assert np.allclose(res["areas"].sum(1), 40 * 50, rtol=1e-4)
+    assert len(list((tmp_path / "png").glob("*.png"))) == 3
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(arr[0]).save(folder / "a.png")
+    Image.fromarray(arr[1, :20]).save(folder / "b.jpg")
+    assert main(["segment", "--checkpoint", ckpt, "--input", str(folder), "--out", str(tmp_path / "b.npz")]) == 0
+    res = np.load(tmp_path / "b.npz")
+    assert res["labels_0"].shape == (40, 50) and res["labels_1"].shape == (20, 50)
+    assert main(["segment", "--checkpoint", ckpt, "--input", str(folder / "a.png"),
+                 "--out", str(tmp_path / "c.npz")]) == 0
+    assert np.load(tmp_path / "c.npz")["labels"].shape == (1, 40, 50)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--checkpoint", "/nope.pt", "--data", "/nope"], "checkpoint not found"),
+    (["show", "/nope", "--out", "x.png"], "not found"),
+    (["train", "--data", "/nope", "--out", "{tmp}/r", "train.max_steps=1"], "not found"),
+    (["train", "--data", "{data}", "--out", "{tmp}/r", "train.bogus=1"], "unknown config key"),
+    (["generate", "multi-dsprites", "--variant", "plaid", "--out", "{tmp}/g"], "plaid"),
+    (["generate", "multi-dsprites", "--num-train", "0", "--out", "{tmp}/g"], "num"),
+])
+def test_bad_input_is_one_line(argv, message, run, tmp_path, capsys):
+    argv = [a.format(tmp=tmp_path, data=run / "data") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_segment_rejects_bad_inputs(run, tmp_path, capsys):
+    ckpt = str(run / "run" / "checkpoint.pt")
+    np.save(tmp_path / "bad.npy", np.zeros((2, 8, 8), dtype=np.float32))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    bad_ckpt = tmp_path / "bad.pt"
+    bad_ckpt.write_bytes(b"garbage")
+    for argv in (["--checkpoint", ckpt, "--input", str(tmp_path / "bad.npy")],
+                 ["--checkpoint", ckpt, "--input", str(tmp_path / "broken.png")],
+                 ["--checkpoint", str(bad_ckpt), "--input", str(tmp_path / "bad.npy")]):
+        assert main(["segment", *argv, "--out", str(tmp_path / "o.npz")]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.npz").exists()
