@@ -1,4 +1,4 @@
-"""Figures: dataset sample grids (training figures live here too)."""
+"""Figures: dataset sample grids, training slot figures and segmentation overlays."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 # Label colours: 0 = background in black, then 15 well-separated colours (cycled beyond 15).
 PALETTE = np.array(
@@ -101,3 +102,103 @@ def dataset_grid(
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png)
     return out_png
+
+
+# --------------------------------------------------------------------------- model figures
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def slot_figure(x, out, path: str | Path, max_images: int = 4) -> Path:
+    """Per image, one row each: input, reconstruction, each slot's mask, scope and window.
+
+    Args:
+        x: (B, 3, H, W) inputs in [0, 1] (torch tensor).
+        out: the model's :class:`locseg.types.ModelOutput` for ``x``.
+        path: PNG file to write (parent folders are created).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    B = min(max_images, x.shape[0])
+    K = out.masks.shape[1]
+    images = x[:B].detach().float().cpu().permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
+    recon = out.recon[:B].detach().float().cpu().permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
+    masks = out.masks[:B, :, 0].detach().float().cpu().numpy()  # (B, K, H, W)
+    slots = out.slot_recons[:B].detach().float().cpu().permute(0, 1, 3, 4, 2).numpy()  # (B, K, H, W, 3)
+    rows = [("mask", masks)]
+    for name in ("scopes", "windows"):
+        if name in out.extras:
+            rows.append((name[:-1], out.extras[name][:B].detach().float().cpu().numpy()))
+    nrows = B * (1 + len(rows))
+    fig, axes = plt.subplots(nrows, K + 2, figsize=(1.3 * (K + 2), 1.3 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for b in range(B):
+        top = b * (1 + len(rows))
+        axes[top, 0].imshow(_to_uint8(images[b]))
+        axes[top, 1].imshow(_to_uint8(recon[b]))
+        for k in range(K):
+            axes[top, k + 2].imshow(_to_uint8(slots[b, k] * masks[b, k][..., None]))
+        for r, (name, values) in enumerate(rows, start=1):
+            for k in range(K):
+                axes[top + r, k + 2].imshow(values[b, k], vmin=0, vmax=1, cmap="viridis")
+            axes[top + r, 1].set_ylabel(name, fontsize=7)
+            axes[top + r, 0].axis("off")
+            axes[top + r, 1].axis("off")
+            axes[top + r, 1].text(0.5, 0.5, name, ha="center", va="center", fontsize=8)
+        if b == 0:
+            axes[0, 0].set_title("input", fontsize=8)
+            axes[0, 1].set_title("recon", fontsize=8)
+            for k in range(K):
+                axes[0, k + 2].set_title("background" if k == 0 else f"slot {k}", fontsize=8)
+    fig.tight_layout(pad=0.2)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def segment_overlays(images: list[np.ndarray], results: list[dict[str, np.ndarray]], names: list[str],
+                     folder: str | Path, alpha: float = 0.5) -> list[Path]:
+    """One PNG per image: the image, then its label map blended over it with each object's centre.
+
+    Args:
+        images: (H, W, 3) uint8 arrays.
+        results: per image, ``labels`` (H, W) and ``locations`` (K, 2) normalised (y, x).
+        names: file-name stems.
+        folder: output folder (created).
+    """
+    from PIL import ImageDraw
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (image, res, name) in enumerate(zip(images, results, names, strict=True)):
+        colours = colorize_labels(res["labels"][None])[0]  # (H, W, 3)
+        blend = (image.astype(np.float32) * (1 - alpha) + colours.astype(np.float32) * alpha).astype(np.uint8)
+        H, W = image.shape[:2]
+        scale = max(1, 256 // max(H, W))
+        canvas = Image.new("RGB", (2 * W * scale, H * scale))
+        canvas.paste(Image.fromarray(image).resize((W * scale, H * scale), Image.NEAREST), (0, 0))
+        canvas.paste(Image.fromarray(blend).resize((W * scale, H * scale), Image.NEAREST), (W * scale, 0))
+        draw = ImageDraw.Draw(canvas)
+        present = set(np.unique(res["labels"]).tolist())
+        for k, (cy, cx) in enumerate(res["locations"]):
+            if k == 0 or k not in present:
+                continue
+            px, py = W * scale + cx * W * scale, cy * H * scale
+            draw.line([(px - 4, py), (px + 4, py)], fill="white", width=2)
+            draw.line([(px, py - 4), (px, py + 4)], fill="white", width=2)
+            draw.text((px + 5, py - 5), str(k), fill="white")
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).stem) or "image"
+        path = folder / f"{i:04d}_{stem}.png"
+        canvas.save(path)
+        paths.append(path)
+    return paths
