@@ -39,6 +39,12 @@ class LocalizationConfig:
     threshold: float = 0.5
     reg_covar: float = 1e-4  # added to covariance diagonals, as sklearn's reg_covar
     object_rule: str = "centre"  # which component is the object: "centre" | "second"
+    # L = object responsibility * 1[G > threshold] ("window") | * G ("butterworth") | everywhere ("none",
+    # Algorithm 1 line 11 as written); "window" keeps every object mask inside its window
+    restrict: str = "window"
+    # windows with < 2 weighted pixels or weighted colour variance (summed over RGB) below this are
+    # degenerate: L = the window itself (1[G > threshold], or G for restrict="butterworth")
+    min_colour_var: float = 1e-6
 
 
 @dataclass(frozen=True)
@@ -250,6 +256,12 @@ def validate(cfg: Config) -> Config:
         (loc.covariance in ("full", "diag"), "localization.covariance must be full or diag"),
         (loc.weights in ("hard", "soft"), "localization.weights must be hard or soft"),
         (loc.object_rule in ("centre", "second"), "localization.object_rule must be centre or second"),
+        (loc.restrict in ("window", "butterworth", "none"),
+         "localization.restrict must be window, butterworth or none"),
+        (0 <= loc.threshold < 1, "localization.threshold must be in [0, 1)"),
+        (loc.reg_covar > 0, "localization.reg_covar must be > 0"),
+        (loc.em_tol >= 0, "localization.em_tol must be >= 0"),
+        (loc.min_colour_var >= 0, "localization.min_colour_var must be >= 0"),
         (cfg.data.image_size >= 16, "data.image_size must be >= 16"),
         (tr.batch_size >= 1, "train.batch_size must be >= 1"),
         (tr.max_steps >= 0, "train.max_steps must be >= 0"),
