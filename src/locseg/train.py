@@ -157,13 +157,9 @@ def evaluate(model: nn.Module, split: dict[str, Any], device: torch.device | str
     if masks.shape[-2:] != true.shape[-2:]:
         masks = torch.nn.functional.interpolate(masks, size=true.shape[-2:], mode="bilinear", align_corners=False)
     labels = metrics.masks_to_labels(masks)  # (N, H, W)
-    scores = {
-        "fg_ari": metrics.ari(true, labels, ignore_index=0),
-        "ari": metrics.ari(true, labels),
-        "ami": metrics.ami(true, labels, ignore_index=0),
-        "msc": metrics.segmentation_covering(true, labels, ignore_index=0),
-        "sc": metrics.segmentation_covering(true, labels, ignore_index=0, weighted=True),
-    }
+    fg = metrics.label_scores(true, labels, ignore_index=0)  # ari, ami, msc, sc over foreground pixels
+    scores = {"fg_ari": fg["ari"], "ari": metrics.ari(true, labels), "ami": fg["ami"], "msc": fg["msc"],
+              "sc": fg["sc"]}
     for name, values in scores.items():
         values = torch.as_tensor(values, dtype=torch.float64)
         defined = torch.isfinite(values)

@@ -1,0 +1,458 @@
+"""The non-trainable localization module: quality, box filter, Butterworth window, weighted GMM, localize."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
+
+from locseg import config as config_lib
+from locseg.bench.localization import synthetic_batch
+from locseg.config import LocalizationConfig
+from locseg.localization import (
+    box_argmax,
+    box_sum,
+    butterworth_1d,
+    butterworth_radius,
+    butterworth_window,
+    initial_means,
+    localize,
+    quality_map,
+    window_pixels,
+)
+from locseg.localization.gmm import (
+    degenerate_windows,
+    fit_gmm,
+    initial_covariances,
+    object_component,
+    paper_means,
+    pixel_features,
+    predict_resp,
+    window_means,
+)
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """One torch and BLAS thread: these tests run many tiny operations, which extra threads only slow."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(previous)
+
+
+def two_cluster_features(batch: int, n: int, seed: int) -> torch.Tensor:
+    """(B, N, 5) float64 features in [0, 1]: two colour clusters plus positions."""
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.rand(batch, n, 5, generator=g, dtype=torch.float64)  # (B, N, 5)
+    centres = torch.rand(batch, 2, 3, generator=g, dtype=torch.float64)  # (B, 2, 3)
+    side = (torch.rand(batch, n, generator=g) < 0.4).long()  # (B, N)
+    colour = centres.gather(1, side.unsqueeze(-1).expand(batch, n, 3))  # (B, N, 3)
+    feats[..., :3] = (colour + 0.05 * torch.randn(batch, n, 3, generator=g, dtype=torch.float64)).clamp(0, 1)
+    return feats
+
+
+def sklearn_fit(data: np.ndarray, means: np.ndarray, covariances: np.ndarray, covariance_type: str,
+                max_iter: int, tol: float, reg_covar: float) -> GaussianMixture:
+    precisions = np.linalg.inv(covariances) if covariance_type == "full" else 1.0 / covariances
+    gm = GaussianMixture(2, covariance_type=covariance_type, means_init=means, weights_init=np.array([0.5, 0.5]),
+                         precisions_init=precisions, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
+                         init_params="random", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning with tol = 0
+        return gm.fit(data)
+
+
+def squares_image(H: int = 40, W: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
+    """(2, 3, H, W) grey images with coloured squares and (2, H, W) bool masks of the target object.
+
+    Image 0: a 9x9 red target and a 5x5 green distractor; image 1: a 9x9 blue target near the border.
+    """
+    x = torch.full((2, 3, H, W), 0.5)
+    target = torch.zeros(2, H, W, dtype=torch.bool)
+    x[0, :, 6:15, 8:17] = torch.tensor([0.95, 0.1, 0.1]).view(3, 1, 1)
+    target[0, 6:15, 8:17] = True
+    x[0, :, 25:30, 30:35] = torch.tensor([0.1, 0.9, 0.2]).view(3, 1, 1)
+    x[1, :, 30:39, 38:47] = torch.tensor([0.2, 0.2, 1.0]).view(3, 1, 1)
+    target[1, 30:39, 38:47] = True
+    return x, target
+
+
+def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a & b).sum((1, 2)).float() / (a | b).sum((1, 2)).float()
+
+
+# --------------------------------------------------------------------------- quality
+
+
+@pytest.mark.parametrize("sigma_squared", [False, True])
+def test_quality_map_formula_and_gradient(sigma_squared):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 5, 6, generator=g)
+    x_re = torch.rand(2, 3, 5, 6, generator=g, requires_grad=True)
+    scope = torch.rand(2, 5, 6, generator=g)
+    q = quality_map(x, x_re, scope, 0.1, sigma_squared)
+    denominator = 2 * 0.1 ** 2 if sigma_squared else 2 * 0.1
+    expected = torch.exp(-scope * ((x_re - x) ** 2).sum(1) / denominator)
+    assert q.shape == (2, 5, 6)
+    assert torch.allclose(q, expected)
+    q.sum().backward()
+    assert x_re.grad is not None and torch.isfinite(x_re.grad).all() and x_re.grad.abs().sum() > 0
+
+
+def test_quality_map_is_one_where_scope_is_zero_and_checks_shapes():
+    x = torch.rand(1, 3, 4, 4)
+    assert torch.equal(quality_map(x, 1 - x, torch.zeros(1, 4, 4), 0.05), torch.ones(1, 4, 4))
+    with pytest.raises(ValueError, match="scope"):
+        quality_map(x, x, torch.ones(1, 4, 5), 0.05)
+    with pytest.raises(ValueError, match="x_re"):
+        quality_map(x, x[:, :2], torch.ones(1, 4, 4), 0.05)
+
+
+# --------------------------------------------------------------------------- box filter
+
+
+@pytest.mark.parametrize("size", [1, 3, 5, 9, 11, 15, 4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_box_sum_equals_direct_convolution(size, dtype):
+    a = torch.rand(3, 7, 12, generator=torch.Generator().manual_seed(size), dtype=dtype)  # non-square
+    direct = F.conv2d(a.unsqueeze(1), torch.ones(1, 1, size, size, dtype=dtype), padding="same")[:, 0]
+    out = box_sum(a, size)
+    assert out.dtype == dtype and out.shape == a.shape
+    assert torch.allclose(out, direct, atol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("size", [1, 3, 9])
+def test_box_argmax_matches_convolution_argmax(size):
+    a = torch.rand(4, 9, 13, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    direct = F.conv2d(a.unsqueeze(1), torch.ones(1, 1, size, size, dtype=a.dtype), padding="same")[:, 0]
+    flat = direct.flatten(1).argmax(1)
+    expected = torch.stack([flat // 13, flat % 13], 1)
+    assert torch.equal(box_argmax(a, size), expected)
+
+
+def test_box_argmax_breaks_ties_in_row_major_order():
+    a = torch.zeros(1, 10, 10)
+    a[0, 2:8, 3:9] = 1.0  # 6x6 plateau of ones: a 3x3 box is full on a 4x4 set of centres
+    assert box_argmax(a, 3).tolist() == [[3, 4]]
+    assert box_argmax(torch.zeros(2, 4, 5), 3).tolist() == [[0, 0], [0, 0]]
+
+
+# --------------------------------------------------------------------------- Butterworth
+
+
+def test_butterworth_profile_and_window_match_the_formula():
+    r = torch.linspace(0, 30, 61)
+    assert torch.allclose(butterworth_1d(r, 8.0, 2.0), 1 / torch.sqrt(1 + (r / 8.0) ** 4))
+    assert torch.allclose(butterworth_1d(-r, 8.0, 2.0), butterworth_1d(r, 8.0, 2.0))
+    centre = torch.tensor([[3, 10], [0, 0]])
+    G = butterworth_window(centre, 9, 14, 4.0, 1.5)
+    assert G.shape == (2, 9, 14) and G.dtype == torch.float32
+    i = torch.arange(9).view(9, 1).float()
+    j = torch.arange(14).view(1, 14).float()
+    for b, (ic, jc) in enumerate(centre.tolist()):
+        gi = 1 / torch.sqrt(1 + ((i - ic).abs() / 4.0) ** 3.0)
+        gj = 1 / torch.sqrt(1 + ((j - jc).abs() / 4.0) ** 3.0)
+        assert torch.allclose(G[b], gi * gj)
+        assert G[b, ic, jc] == 1.0
+
+
+@pytest.mark.parametrize("f,n,threshold", [(8.0, 2.0, 0.5), (3.0, 1.0, 0.3), (0.3, 2.0, 0.5), (5.0, 4.0, 0.9)])
+def test_butterworth_radius_bounds_the_hard_window(f, n, threshold):
+    radius = butterworth_radius(f, n, threshold)
+    r = torch.arange(0, 200, dtype=torch.float32)
+    inside = butterworth_1d(r, f, n) > threshold
+    assert int(inside.nonzero().max()) == radius
+    assert butterworth_radius(f, n, 0.0) is None
+    assert butterworth_radius(f, n, threshold, limit=1000) == radius
+    assert butterworth_radius(f, n, threshold, limit=radius) is None
+
+
+# --------------------------------------------------------------------------- GMM vs scikit-learn
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_gmm_matches_sklearn_on_the_selected_pixels(covariance_type):
+    B, N, iters, reg = 3, 300, 7, 1e-4
+    feats = two_cluster_features(B, N, seed=2)
+    weights = (torch.rand(B, N, generator=torch.Generator().manual_seed(3)) > 0.35).double()  # hard 0/1
+    means = paper_means(B, 5, torch.Generator().manual_seed(4))
+    covs = initial_covariances(feats, weights, means, reg, covariance_type)
+    res = fit_gmm(feats, weights, means, covariance_type=covariance_type, reg_covar=reg, max_iter=iters, tol=0.0)
+    assert res.log_likelihood.shape == (B, iters + 1) and res.n_iter.tolist() == [iters] * B
+    for b in range(B):
+        keep = weights[b] > 0
+        data = feats[b][keep].numpy()
+        gm = sklearn_fit(data, means[b].numpy(), covs[b].numpy(), covariance_type, iters, 0.0, reg)
+        np.testing.assert_allclose(res.means[b].numpy(), gm.means_, rtol=1e-4, atol=1e-10)
+        np.testing.assert_allclose(res.covariances[b].numpy(), gm.covariances_, rtol=1e-4, atol=1e-10)
+        np.testing.assert_allclose(res.weights[b].numpy(), gm.weights_, rtol=1e-4)
+        np.testing.assert_allclose(res.log_likelihood[b, -1].item(), gm.score(data), rtol=1e-9)  # float64
+        np.testing.assert_allclose(res.log_likelihood[b, -2].item(), gm.lower_bound_, rtol=1e-9)
+        np.testing.assert_allclose(res.resp[b][keep].numpy(), gm.predict_proba(data), atol=1e-6)
+
+
+def test_gmm_integer_weights_equal_repeated_pixels_and_sklearn_stopping_rule():
+    B, N, reg, tol = 2, 200, 1e-3, 1e-3
+    feats = two_cluster_features(B, N, seed=5)
+    counts = torch.randint(0, 4, (B, N), generator=torch.Generator().manual_seed(6))  # weights 0..3
+    means = paper_means(B, 5, torch.Generator().manual_seed(7))
+    covs = initial_covariances(feats, counts.double(), means, reg)
+    res = fit_gmm(feats, counts.double(), means, reg_covar=reg, max_iter=50, tol=tol)
+    for b in range(B):
+        data = np.repeat(feats[b].numpy(), counts[b].numpy(), axis=0)
+        gm = sklearn_fit(data, means[b].numpy(), covs[b].numpy(), "full", 50, tol, reg)
+        assert res.n_iter[b].item() == gm.n_iter_
+        assert bool(res.converged[b]) == gm.converged_
+        np.testing.assert_allclose(res.means[b].numpy(), gm.means_, rtol=1e-4, atol=1e-10)
+        np.testing.assert_allclose(res.covariances[b].numpy(), gm.covariances_, rtol=1e-4, atol=1e-10)
+        np.testing.assert_allclose(res.log_likelihood[b, -1].item(), gm.score(data), rtol=1e-4)
+
+
+def test_gmm_tol_freezes_images_like_sklearn_stops():
+    """With tol > 0 each image stops (and stays stopped) exactly when scikit-learn's fit would.
+
+    Realistic windows (the benchmark's synthetic scenes) with the paper's initialisation: their
+    log-likelihood gains are not monotone, so an image must not resume after it has converged.
+    """
+    x, x_re, scope, _ = synthetic_batch(24, 64, 64, seed=1)
+    cfg = LocalizationConfig()
+    centre = box_argmax(scope * quality_map(x, x_re, scope, cfg.sigma1), cfg.box_size)
+    pixels = window_pixels(x, centre, butterworth_window(centre, 64, 64, cfg.butterworth_f, cfg.butterworth_n), cfg)
+    means = initial_means(pixels, cfg, torch.Generator().manual_seed(0))
+    covs = initial_covariances(pixels.features, pixels.weights, means, cfg.reg_covar)
+    res = fit_gmm(pixels.features, pixels.weights, means, max_iter=cfg.em_iters, tol=cfg.em_tol)
+    assert len(set(res.n_iter.tolist())) > 2
+    for b in range(x.shape[0]):
+        data = pixels.features[b][pixels.weights[b] > 0].double().numpy()
+        gm = sklearn_fit(data, means[b].double().numpy(), covs[b].numpy(), "full", cfg.em_iters, cfg.em_tol,
+                         cfg.reg_covar)
+        assert res.n_iter[b].item() == gm.n_iter_ and bool(res.converged[b]) == gm.converged_
+        np.testing.assert_allclose(res.means[b].numpy(), gm.means_, rtol=1e-4, atol=1e-10)
+        np.testing.assert_allclose(res.log_likelihood[b, -1].item(), gm.score(data), rtol=1e-4)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+@pytest.mark.parametrize("soft", [False, True])
+def test_gmm_log_likelihood_never_decreases(covariance_type, soft):
+    g = torch.Generator().manual_seed(8)
+    feats = torch.rand(6, 150, 5, generator=g, dtype=torch.float64)  # unstructured data: EM has to work
+    weights = torch.rand(6, 150, generator=g, dtype=torch.float64)
+    weights = weights if soft else (weights > 0.3).double()
+    means = paper_means(6, 5, g)
+    # reg_covar = 0 as in sklearn's monotonicity test: a regularised M-step is not an exact maximisation
+    res = fit_gmm(feats, weights, means, covariance_type=covariance_type, reg_covar=0.0, max_iter=30, tol=0.0)
+    steps = res.log_likelihood.diff(dim=1)
+    assert torch.isfinite(res.log_likelihood).all()
+    assert (steps >= -1e-9 * res.log_likelihood[:, 1:].abs().clamp_min(1)).all()
+
+
+def test_gmm_batched_equals_image_by_image():
+    B, N = 4, 120
+    feats = two_cluster_features(B, N, seed=9)
+    weights = torch.rand(B, N, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    means = paper_means(B, 5, torch.Generator().manual_seed(11))
+    batched = fit_gmm(feats, weights, means, max_iter=40, tol=1e-5)  # images stop at different times
+    assert len(set(batched.n_iter.tolist())) > 1
+    for b in range(B):
+        single = fit_gmm(feats[b:b + 1], weights[b:b + 1], means[b:b + 1], max_iter=40, tol=1e-5)
+        assert single.n_iter.item() == batched.n_iter[b].item()
+        assert torch.allclose(single.means[0], batched.means[b], atol=1e-12)
+        assert torch.allclose(single.covariances[0], batched.covariances[b], atol=1e-12)
+        assert torch.allclose(single.resp[0], batched.resp[b], atol=1e-12)
+        steps = single.log_likelihood.shape[1]
+        assert torch.allclose(single.log_likelihood[0], batched.log_likelihood[b, :steps], atol=1e-12)
+
+
+def test_gmm_degenerate_inputs_never_give_nan():
+    feats = two_cluster_features(4, 50, seed=12)
+    weights = torch.zeros(4, 50, dtype=torch.float64)
+    weights[1, 7] = 1.0  # a single pixel
+    weights[2, :10] = 1.0
+    feats[2, :10] = 0.3  # ten identical pixels
+    weights[3] = 1.0
+    feats[3, :, :3] = 0.6  # constant colour, distinct positions
+    means = paper_means(4, 5, torch.Generator().manual_seed(13))
+    for covariance_type in ("full", "diag"):
+        res = fit_gmm(feats, weights, means, covariance_type=covariance_type, max_iter=10, tol=1e-4)
+        for tensor in (res.means, res.covariances, res.weights, res.resp, res.log_likelihood):
+            assert torch.isfinite(tensor).all()
+        assert torch.allclose(res.resp.sum(-1), torch.ones(4, 50, dtype=torch.float64))
+        assert (res.log_likelihood[0] == 0).all()  # no weight: log-likelihood 0
+        assert torch.allclose(res.means[0], torch.zeros(2, 5, dtype=torch.float64))
+    assert degenerate_windows(feats, weights, 1e-6).tolist() == [True, True, True, True]
+    assert not degenerate_windows(two_cluster_features(1, 50, 14), torch.ones(1, 50), 1e-6).item()
+
+
+def test_gmm_float32_inputs_and_predict_resp():
+    feats = two_cluster_features(2, 80, seed=15).float()
+    weights = torch.ones(2, 80)
+    res = fit_gmm(feats, weights, paper_means(2, 5, torch.Generator().manual_seed(16)), max_iter=5)
+    assert res.means.dtype == torch.float64 and torch.isfinite(res.resp).all()
+    assert torch.allclose(predict_resp(feats, res), res.resp, atol=1e-12)
+    assert not res.resp.requires_grad and not res.resp.is_inference()
+
+
+def test_pixel_features_are_colour_and_normalised_pixel_centres():
+    x = torch.rand(2, 3, 4, 5)
+    feats = pixel_features(x)  # (2, 20, 5)
+    assert feats.shape == (2, 20, 5)
+    assert torch.equal(feats[:, 7, :3], x[:, :, 1, 2])  # pixel (1, 2) is the 8th in row-major order
+    assert torch.allclose(feats[0, 7, 3:], torch.tensor([1.5 / 4, 2.5 / 5]))
+    some = pixel_features(x, torch.tensor([[7, 0], [19, 7]]))
+    assert torch.equal(some[0, 0], feats[0, 7]) and torch.equal(some[1, 0], feats[1, 19])
+
+
+def test_object_component_rules():
+    resp = torch.tensor([[[0.9, 0.1], [0.2, 0.8]], [[0.3, 0.7], [0.6, 0.4]]])
+    assert object_component(resp, torch.tensor([1, 0]), "centre").tolist() == [1, 1]
+    assert object_component(resp, torch.tensor([0, 1]), "centre").tolist() == [0, 0]
+    assert object_component(resp, torch.tensor([0, 1]), "second").tolist() == [1, 1]
+
+
+def test_window_means():
+    feats = torch.arange(12, dtype=torch.float64).view(1, 4, 3)
+    weights = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    window = torch.tensor([[1.0, 0.5, 0.75, 0.2]])
+    means = window_means(feats, weights, window, torch.tensor([0]))
+    rim = torch.tensor([0.0, 0.5, 0.25, 0.0], dtype=torch.float64)
+    assert torch.allclose(means[0, 0], (rim[:, None] * feats[0]).sum(0) / rim.sum())
+    assert torch.equal(means[0, 1], feats[0, 0])
+
+
+# --------------------------------------------------------------------------- localize
+
+
+def test_window_pixels_crop_is_exact():
+    """The GMM on the footprint pixels equals the GMM on the whole image with the same 0/1 weights."""
+    x, _ = squares_image()
+    cfg = LocalizationConfig()
+    centre = torch.tensor([[10, 12], [34, 45]])  # the second window is cut by the image border
+    window = butterworth_window(centre, 40, 48, cfg.butterworth_f, cfg.butterworth_n)
+    pixels = window_pixels(x, centre, window, cfg)
+    assert not pixels.whole_image and pixels.features.shape[1] < 40 * 48
+    full_weights = (window > cfg.threshold).flatten(1).double()  # (B, H * W)
+    assert torch.equal(pixels.weights.sum(1), full_weights.sum(1))
+    means = initial_means(pixels, replace(cfg, gmm_init="window"))
+    crop = fit_gmm(pixels.features, pixels.weights, means, max_iter=8, tol=0)
+    whole = fit_gmm(pixel_features(x), full_weights, means, max_iter=8, tol=0)
+    assert torch.allclose(crop.means, whole.means, atol=1e-10)
+    assert torch.allclose(crop.log_likelihood, whole.log_likelihood, atol=1e-10)
+    on = pixels.valid
+    assert torch.allclose(crop.resp[on], whole.resp.gather(1, pixels.index.unsqueeze(-1).expand(-1, -1, 2))[on],
+                          atol=1e-10)
+
+
+@pytest.mark.parametrize("gmm_init", ["window", "paper"])
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_localize_finds_the_best_reconstructed_object(gmm_init, covariance):
+    x, target = squares_image()
+    scope = (x - 0.5).abs().sum(1).gt(0).float()  # after the background step: objects unexplained
+    cfg = LocalizationConfig(gmm_init=gmm_init, covariance=covariance)
+    out = localize(x, x.clone(), scope, cfg, generator=torch.Generator().manual_seed(0))  # perfect recon
+    assert out.centre.tolist() == [[10, 12], [34, 42]]  # the 9x9 targets' centres
+    assert out.L.shape == (2, 40, 48) and out.L.dtype == torch.float32 and torch.isfinite(out.L).all()
+    assert ((out.L >= 0) & (out.L <= 1)).all()
+    assert (out.L[out.window <= cfg.threshold] == 0).all()  # localized: nothing outside the window
+    if gmm_init == "window":
+        assert (iou(out.L > 0.5, target) > 0.8).all()
+        assert torch.allclose(out.object_mean[0, :3], torch.tensor([0.95, 0.1, 0.1]), atol=1e-4)
+        assert torch.allclose(out.object_mean[0, 3:], torch.tensor([10.5 / 40, 12.5 / 48]), atol=1e-4)
+
+
+def test_localize_skips_a_badly_reconstructed_object():
+    x, _ = squares_image()
+    scope = (x - 0.5).abs().sum(1).gt(0).float()
+    x_re = x.clone()
+    x_re[0, :, 6:15, 8:17] = 0.5  # the red square is not reconstructed: Q is low there
+    out = localize(x, x_re, scope, LocalizationConfig(gmm_init="window", box_size=5))
+    assert out.centre[0].tolist() == [27, 32]  # the green 5x5 square instead (a 5x5 box: a unique maximum)
+    green = torch.zeros(40, 48, dtype=torch.bool)
+    green[25:30, 30:35] = True
+    assert iou((out.L[:1] > 0.5), green.unsqueeze(0)).item() > 0.8
+
+
+@pytest.mark.parametrize("restrict", ["window", "butterworth", "none"])
+def test_localize_restriction_modes(restrict):
+    x, target = squares_image()
+    scope = (x - 0.5).abs().sum(1).gt(0).float()
+    cfg = LocalizationConfig(gmm_init="window", restrict=restrict, object_rule="second")
+    out = localize(x, x, scope, cfg)
+    assert torch.isfinite(out.L).all()
+    if restrict == "window":
+        assert (out.L[out.window <= cfg.threshold] == 0).all()
+    elif restrict == "butterworth":
+        assert (out.L <= out.window + 1e-6).all()
+    else:  # Algorithm 1 as written: responsibilities everywhere, same inside the window
+        inside = out.window > cfg.threshold
+        windowed = localize(x, x, scope, replace(cfg, restrict="window")).L
+        assert torch.allclose(out.L[inside], windowed[inside], atol=1e-5)
+        assert (iou(out.L > 0.5, target) > 0.8).all()  # window init: object = component 2
+
+
+def test_localize_soft_weights_and_no_grad():
+    x, _ = squares_image()
+    x_re = (x + 0.01).requires_grad_()
+    scope = torch.ones(2, 40, 48, requires_grad=True)
+    out = localize(x, x_re, scope, LocalizationConfig(weights="soft", gmm_init="window"))
+    for tensor in (out.L, out.window, out.quality, out.object_mean):
+        assert not tensor.requires_grad and torch.isfinite(tensor).all()
+    assert out.centre.dtype == torch.long and out.degenerate.dtype == torch.bool
+
+
+def test_localize_degenerate_windows_fall_back_to_the_window():
+    x = torch.full((3, 3, 24, 24), 0.4)  # constant colour everywhere
+    x[1, :, 5:15, 5:15] = 0.8  # image 1 is fine
+    scope = torch.ones(3, 24, 24)
+    cfg = LocalizationConfig()
+    out = localize(x, x, scope, cfg, generator=torch.Generator().manual_seed(1))
+    assert out.degenerate.tolist() == [True, False, True]
+    hard = (out.window > cfg.threshold).float()
+    assert torch.equal(out.L[0], hard[0]) and torch.equal(out.L[2], hard[2])
+    tiny = localize(x, x, scope, replace(cfg, butterworth_f=0.2))  # a one-pixel window
+    assert tiny.degenerate.all() and (tiny.L.sum((1, 2)) == 1).all()
+    butter = localize(x, x, scope, replace(cfg, restrict="butterworth"))
+    assert torch.equal(butter.L[0], butter.window[0])
+    for result in (out, tiny, butter):
+        assert torch.isfinite(result.L).all() and torch.isfinite(result.object_mean).all()
+
+
+def test_localize_is_deterministic_for_a_generator_and_validates_inputs():
+    x, _ = squares_image()
+    scope = torch.ones(2, 40, 48)
+    a = localize(x, x, scope, LocalizationConfig(), generator=torch.Generator().manual_seed(5))
+    b = localize(x, x, scope, LocalizationConfig(), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a.L, b.L)
+    with pytest.raises(ValueError):
+        localize(x[0], x[0], scope, LocalizationConfig())
+    with pytest.raises(ValueError, match="restrict"):
+        localize(x, x, scope, LocalizationConfig(restrict="box"))
+
+
+def test_config_checks_the_new_localization_fields():
+    with pytest.raises(config_lib.ConfigError, match="restrict"):
+        config_lib.load(overrides=["model.segmenter.localization.restrict=box"])
+    with pytest.raises(config_lib.ConfigError, match="threshold"):
+        config_lib.load(overrides=["model.segmenter.localization.threshold=1.5"])
+    cfg = config_lib.load(overrides=["model.segmenter.localization.restrict=none"])
+    assert cfg.model.segmenter.localization.restrict == "none"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_localize_on_cuda_matches_cpu():
+    x, _ = squares_image()
+    scope = (x - 0.5).abs().sum(1).gt(0).float()
+    cfg = LocalizationConfig(gmm_init="window")
+    cpu = localize(x, x, scope, cfg)
+    gpu = localize(x.cuda(), x.cuda(), scope.cuda(), cfg)
+    assert torch.equal(gpu.centre.cpu(), cpu.centre)
+    assert torch.allclose(gpu.L.cpu(), cpu.L, atol=1e-4)
