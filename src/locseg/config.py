@@ -97,7 +97,7 @@ class TrainConfig:
     seed: int = 0
     batch_size: int = 32
     max_steps: int = 10000
-    max_minutes: float = 0.0  # wall-clock cap, 0 = none
+    max_minutes: float = 0.0  # cap on training wall-clock minutes (evaluations excluded), 0 = none
     optimizer: str = "adam"  # "adam" | "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.0

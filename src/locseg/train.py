@@ -54,7 +54,7 @@ def seed_everything(seed: int) -> None:
 
 def to_tensor(images: np.ndarray, device: torch.device | str, size: int) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, size, size) in [0, 1] on ``device``."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # (B, H, W, 3)
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(device)  # (B, H, W, 3) a writable copy
     x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
     return resize_images(x, size)
 
@@ -269,33 +269,39 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
 
     def save_checkpoint() -> None:
         checkpoint.save(ckpt_path, model=model, cfg=cfg, step=step, optimizer=optimizer, scheduler=scheduler,
-                        extra={"elapsed_s": time.perf_counter() - start + elapsed_before})
+                        extra={"elapsed_s": train_seconds()})
+
+    def train_seconds() -> float:
+        """Wall-clock seconds spent training in this run, evaluations and figures excluded."""
+        return time.perf_counter() - start - eval_seconds[0] + elapsed_before
 
     def run_eval() -> dict[str, float]:
         if test_split is None:
             return {}
+        t0 = time.perf_counter()
         scores = evaluate(model, test_split, dev, size, tc.eval_images, cfg.eval.batch_size, tc.seed)
-        eval_log.write({"step": step, "elapsed_s": time.perf_counter() - start + elapsed_before, **scores})
+        eval_log.write({"step": step, "elapsed_s": train_seconds(), **scores})
         sample = to_tensor(test_split["images"][:8], dev, size)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(tc.seed)
             model.eval()
             viz.slot_figure(sample, model(sample), run_dir / "figures" / f"step{step:07d}.png")
             model.train()
+        eval_seconds[0] += time.perf_counter() - t0
         return scores
 
     train_log, eval_log = _CsvLog(run_dir / "train.csv"), _CsvLog(run_dir / "eval.csv")
     elapsed_before = float(payload["extra"].get("elapsed_s", 0.0)) if resume else 0.0
     writer = _tensorboard(run_dir)
     model.train()
-    start = time.perf_counter()
+    start, eval_seconds = time.perf_counter(), [0.0]
     bad_steps, status, last_scores = 0, "done", {}
     end_step = tc.max_steps if stop_at is None else min(stop_at, tc.max_steps)
     bar = tqdm(total=end_step, initial=step, disable=not progress, desc="train", dynamic_ncols=True)
     images_seen, window_start = 0, time.perf_counter()
     try:
         while step < end_step:
-            if tc.max_minutes and (time.perf_counter() - start) / 60.0 >= tc.max_minutes:
+            if tc.max_minutes and (train_seconds() - elapsed_before) / 60.0 >= tc.max_minutes:
                 status = "time"
                 break
             idx = batch_indices(len(train_split["images"]), tc.batch_size, step, tc.seed)
@@ -328,7 +334,7 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
                 images_seen, window_start = 0, now
                 row = {"step": step, "loss": loss.item(), **{k: v.item() for k, v in out.terms.items()},
                        "lr": scheduler.get_last_lr()[0], "img_per_s": ips,
-                       "elapsed_s": now - start + elapsed_before}
+                       "elapsed_s": train_seconds()}
                 train_log.write(row)
                 if writer is not None:
                     for k, v in row.items():
@@ -337,6 +343,7 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
                 bar.set_postfix(loss=f"{row['loss']:.1f}", img_s=f"{ips:.0f}")
             if tc.eval_every and step % tc.eval_every == 0 and step < end_step:
                 last_scores = run_eval()
+                images_seen, window_start = 0, time.perf_counter()
                 if writer is not None:
                     for k, v in last_scores.items():
                         writer.add_scalar(f"eval/{k}", v, step)
