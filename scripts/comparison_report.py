@@ -28,7 +28,6 @@ def main() -> None:
     names = {"ours": "paper's model (locseg)", "monet": "MONet"}
     final = {m: json.loads((args.run / f"{m}.json").read_text()) for m in names}
     evals = {m: read_csv(args.run / m / "eval.csv") for m in names}
-    trains = {m: read_csv(args.run / m / "train.csv") for m in names}
     bench = json.loads((args.run / "bench_models.json").read_text())
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -58,8 +57,9 @@ def main() -> None:
     ]
     for m, label in names.items():
         f = final[m]
-        steps = int(trains[m][-1]["step"])
-        ips = steps * 32 / trains[m][-1]["elapsed_s"]
+        last = evals[m][-1]  # the evaluation after the last step
+        steps = int(last["step"])
+        ips = steps * 32 / last["elapsed_s"]
         mem = bench.get(f"{m}_peak_mem_mb", float("nan"))
         lines.append(f"| {label} | {steps} | {f['fg_ari']:.3f} | {f['ari']:.3f} | {f['msc']:.3f} | {f['sc']:.3f} | "
                      f"{f['location_error']:.3f} | {ips:.1f} | {bench[f'{m}_img_s']:.1f} | {mem:.0f} |")

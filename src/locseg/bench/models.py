@@ -2,8 +2,8 @@
 
 One training step = forward + backward + Adam step on a batch of random-content images. Both
 models are timed in the same process, alternating, after warm-up steps; peak memory is the CUDA
-peak on GPU, and on CPU the growth of the peak resident set (ru_maxrss) of a fresh process that
-builds the model and runs two training steps.
+peak on GPU, and on CPU the growth of the peak resident set (VmHWM) of a fresh process that
+builds the model and runs two training steps, over its resident set after imports.
 """
 
 from __future__ import annotations
@@ -34,7 +34,18 @@ def _batch(batch: int, size: int, seed: int = 0) -> torch.Tensor:
     return x
 
 
-def _peak_rss_mb() -> float:
+def _rss_mb(field: str) -> float:
+    """VmRSS (current) or VmHWM (peak) of this process in MB; ru_maxrss where /proc is missing.
+
+    VmHWM belongs to the process image, unlike ru_maxrss, which Linux carries over from the parent
+    across exec (a spawned child would report the parent's peak).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -61,11 +72,11 @@ def _memory_child(name: str, slots: int, size: int, batch: int, queue) -> None:
     """In a fresh process: peak resident memory growth (MB) over two training steps."""
     device = torch.device("cpu")
     x = _batch(batch, size)
-    before = _peak_rss_mb()
+    before = _rss_mb("VmRSS")
     model, opt = _build(name, slots, size, device)
     for _ in range(2):
         _train_step(model, opt, x)
-    queue.put(_peak_rss_mb() - before)
+    queue.put(_rss_mb("VmHWM") - before)
 
 
 def _cpu_peak_memory(name: str, slots: int, size: int, batch: int) -> float:
