@@ -95,3 +95,23 @@ def test_segment_rejects_bad_inputs(run, tmp_path, capsys):
         assert main(["segment", *argv, "--out", str(tmp_path / "o.npz")]) == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize("what, keys", [
+    ("localization", ("speedup_vs_sklearn", "loglik_rel_diff", "localize_images_per_s_64x64")),
+    ("metrics", ("small_all_metrics_s", "ari_speedup_vs_sklearn", "ami_speedup_vs_sklearn")),
+])
+def test_bench_json(what, keys, capsys):
+    assert main(["bench", what, "--quick", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in keys:
+        assert key in result
+    assert result.get("loglik_rel_diff", 0.0) < 1e-3
+    assert result.get("ari_max_abs_diff_vs_sklearn", 0.0) < 1e-9
+
+
+def test_bench_models_json(capsys):
+    assert main(["bench", "models", "--quick", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("ours_img_s", "monet_img_s", "speed_ratio", "ours_peak_mem_mb", "monet_peak_mem_mb"):
+        assert result[key] > 0, key

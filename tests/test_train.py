@@ -99,3 +99,21 @@ def test_batches_depend_only_on_seed_and_step():
     assert not np.array_equal(a, train_lib.batch_indices(100, 8, 17, 1))
     epoch = np.concatenate([train_lib.batch_indices(100, 10, s, 0) for s in range(10)])
     assert sorted(epoch.tolist()) == list(range(100))
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resumes(tiny_data, tmp_path, monkeypatch):
+    real = train_lib.to_tensor
+    calls = {"n": 0}
+
+    def interrupted(images, device, size):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(images, device, size)
+
+    monkeypatch.setattr(train_lib, "to_tensor", interrupted)
+    result = fit(tiny_cfg("train.max_steps=5"), tiny_data, tmp_path, progress=False)
+    assert result.status == "interrupted" and result.step == 2
+    assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 2
+    monkeypatch.setattr(train_lib, "to_tensor", real)
+    assert fit(tiny_cfg("train.max_steps=5"), tiny_data, tmp_path, progress=False, resume=True).step == 5
