@@ -1,5 +1,7 @@
 """Every model: output contract, forward/backward with a gradient on every parameter, no NaN."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -11,6 +13,10 @@ TINY = {
     "segmenter": ["model.segmenter.num_slots=3", "model.segmenter.latent_dim=4", "model.segmenter.channels=[4,8]"],
     "segmenter_skip": ["model.segmenter.arch=skip_ae", "model.segmenter.num_slots=3", "model.segmenter.gamma=0.0",
                        "model.segmenter.channels=[4,8]"],
+    "segmenter_nomask": ["model.segmenter.mask_recon=false", "model.segmenter.num_slots=3",
+                         "model.segmenter.channels=[4,8]", "model.segmenter.latent_dim=4"],
+    "segmenter_detached": ["model.segmenter.mask_recon_grad=false", "model.segmenter.num_slots=3",
+                           "model.segmenter.channels=[4,8]", "model.segmenter.latent_dim=4"],
     "monet": ["model.name=monet", "model.monet.num_slots=3", "model.monet.latent_dim=4",
               "model.monet.unet_blocks=3", "model.monet.unet_channels=4", "model.monet.vae_channels=4"],
 }
@@ -75,3 +81,25 @@ def test_eval_mode_is_deterministic_for_a_seed(tiny_batch):
         with torch.no_grad():
             outs.append(model(tiny_batch).masks)
     assert torch.equal(outs[0], outs[1])
+
+
+def test_eq1_loss_matches_hand_computation():
+    """One image, one pixel, one channel (broadcast to 3), K = 2: Eq. 1 written out by hand."""
+    from locseg.models.segmenter import eq1_loss
+
+    cfg = config_lib.load(overrides=["model.segmenter.beta=0.5", "model.segmenter.zeta=0.1",
+                                     "model.segmenter.gamma=0.01"]).model.segmenter
+    x = torch.full((1, 3, 1, 1), 0.8)
+    recons = torch.tensor([0.4, 0.9]).view(1, 2, 1, 1, 1).expand(1, 2, 3, 1, 1)
+    masks = torch.tensor([0.25, 0.75]).view(1, 2, 1, 1, 1)
+    kl = torch.tensor([[2.0, 3.0]])
+    for mask_recon in (True, False):
+        c = dataclasses.replace(cfg, mask_recon=mask_recon)
+        loss, terms = eq1_loss(x, recons, masks, kl, c)
+        expected = 0.0
+        for m, r in ((0.25, 0.4), (0.75, 0.9)):
+            t = m * r if mask_recon else r
+            expected += 3 * (m * (t - 0.8) ** 2 + 0.5 * (1 - m) * (t - 0.1) ** 2)
+        expected += 0.01 * 5.0
+        assert loss.item() == pytest.approx(expected, rel=1e-6)
+        assert sum(v.item() for v in terms.values()) == pytest.approx(expected, rel=1e-6)

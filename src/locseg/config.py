@@ -59,6 +59,7 @@ class SegmenterConfig:
     zeta: float = 0.0  # constant prior value for masked-out pixels
     gamma: float = 1e-3  # weight of the KL term (0 for the auto-encoder)
     mask_recon: bool = True  # x_re := m * x_re inside Eq. 1 (section 2.6, last paragraph)
+    mask_recon_grad: bool = True  # gradients flow through m in m * x_re (False: m is detached there)
     localization: LocalizationConfig = field(default_factory=LocalizationConfig)
 
 

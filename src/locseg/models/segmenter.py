@@ -36,12 +36,16 @@ def eq1_loss(x: torch.Tensor, recons: torch.Tensor, masks: torch.Tensor, kl: tor
         recons: (B, K, 3, H, W) per-slot reconstructions x_re_k.
         masks: (B, K, 1, H, W) masks m_k (background first).
         kl: (B, K) KL divergence of each slot's latent code.
-        cfg: beta, zeta, gamma and ``mask_recon`` (x_re := m_k * x_re inside the loss).
+        cfg: beta, zeta, gamma and ``mask_recon`` (x_re := m_k * x_re inside the loss; with
+            ``mask_recon_grad`` False the m_k of that product is a constant).
 
     Returns:
         the scalar loss and its weighted terms ``recon``, ``prior``, ``kl`` (they add up to it).
     """
-    target = recons * masks if cfg.mask_recon else recons  # (B, K, 3, H, W)
+    if cfg.mask_recon:
+        target = recons * (masks if cfg.mask_recon_grad else masks.detach())  # (B, K, 3, H, W)
+    else:
+        target = recons  # (B, K, 3, H, W)
     recon = (masks * (target - x.unsqueeze(1)).pow(2)).flatten(1).sum(1)  # (B,)
     prior = cfg.beta * ((1.0 - masks) * (target - cfg.zeta).pow(2)).flatten(1).sum(1)  # (B,)
     kl_term = cfg.gamma * kl.sum(1)  # (B,)
