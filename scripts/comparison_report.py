@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -63,7 +64,14 @@ def main() -> None:
         mem = bench.get(f"{m}_peak_mem_mb", float("nan"))
         lines.append(f"| {label} | {steps} | {f['fg_ari']:.3f} | {f['ari']:.3f} | {f['msc']:.3f} | {f['sc']:.3f} | "
                      f"{f['location_error']:.3f} | {ips:.1f} | {bench[f'{m}_img_s']:.1f} | {mem:.0f} |")
+    seg = yaml.safe_load((args.run / "ours" / "config.yaml").read_text())["model"]["segmenter"]
+    loc = seg["localization"]
     lines += [
+        "",
+        f"Paper's model settings in this run (`runs/compare/ours/config.yaml`): sigma1 = {loc['sigma1']}, "
+        f"x_re := m x_re {'on' if seg['mask_recon'] else 'off'}, beta = {seg['beta']}, zeta = {seg['zeta']}, "
+        f"gamma = {seg['gamma']}, GMM start `{loc['gmm_init']}`, box {loc['box_size']}, Butterworth f = "
+        f"{loc['butterworth_f']}, n = {loc['butterworth_n']}. MONet: `configs/monet_multi_dsprites.yaml`.",
         "",
         f"`locseg bench models` (same process, alternating, batch {bench['batch']}, K = {bench['num_slots']}): "
         f"speed ratio ours/MONet = **{bench['speed_ratio']:.2f}×**.",

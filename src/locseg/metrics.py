@@ -68,7 +68,10 @@ def _to_tensor(x: ArrayLike, name: str) -> torch.Tensor:
         raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype} with shape {arr.shape}")
     if arr.dtype.kind in "iu" and arr.dtype.type not in _NUMPY_TO_TORCH_INTS:
         arr = arr.astype(np.int64)  # uint16/32/64: values keep their identity (uint64 wraps bijectively)
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # read-only memory maps (load_split): torch wants a writable buffer
+        arr = arr.copy()
+    return torch.from_numpy(arr)
 
 
 def _check_pair(x: ArrayLike, y: ArrayLike, names: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
