@@ -297,7 +297,9 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
     start, eval_seconds = time.perf_counter(), [0.0]
     bad_steps, status, last_scores = 0, "done", {}
     end_step = tc.max_steps if stop_at is None else min(stop_at, tc.max_steps)
-    bar = tqdm(total=end_step, initial=step, disable=not progress, desc="train", dynamic_ncols=True)
+    # a wall-clock cap makes max_steps a bound, not a length: show the count and rate without an ETA
+    bar = tqdm(total=None if tc.max_minutes else end_step, initial=step, disable=not progress, desc="train",
+               dynamic_ncols=True)
     images_seen, window_start = 0, time.perf_counter()
     try:
         while step < end_step:
