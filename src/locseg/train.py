@@ -161,10 +161,9 @@ def evaluate(model: nn.Module, split: dict[str, Any], device: torch.device | str
     scores = {"fg_ari": fg["ari"], "ari": metrics.ari(true, labels), "ami": fg["ami"], "msc": fg["msc"],
               "sc": fg["sc"]}
     for name, values in scores.items():
-        values = torch.as_tensor(values, dtype=torch.float64)
-        defined = torch.isfinite(values)
-        result[name] = float(values[defined].mean()) if defined.any() else float("nan")
-        result[f"{name}_defined"] = float(defined.sum())
+        summary = metrics.aggregate(values)  # undefined (NaN) images left out of the mean, counted
+        result[name] = summary.mean
+        result[f"{name}_defined"] = float(summary.n_defined)
     if "centres" in split and "visibility" in split:
         total, count = location_error(np.asarray(split["centres"][:n]), np.asarray(split["visibility"][:n]),
                                       pred["locations"][:, 1:])
