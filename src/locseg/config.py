@@ -42,6 +42,9 @@ class LocalizationConfig:
     # L = object responsibility * 1[G > threshold] ("window") | * G ("butterworth") | everywhere ("none",
     # Algorithm 1 line 11 as written); "window" keeps every object mask inside its window
     restrict: str = "window"
+    # GMM weights also multiplied by the scope s (w = 1[G > threshold] * s): pixels already
+    # explained by earlier steps stop pulling the clusters (section 2.4's motivation); False = paper
+    scope_weights: bool = False
     # windows with < 2 weighted pixels or weighted colour variance (summed over RGB) below this are
     # degenerate: L = the window itself (1[G > threshold], or G for restrict="butterworth")
     min_colour_var: float = 1e-6
@@ -60,6 +63,18 @@ class SegmenterConfig:
     gamma: float = 1e-3  # weight of the KL term (0 for the auto-encoder)
     mask_recon: bool = True  # x_re := m * x_re inside Eq. 1 (section 2.6, last paragraph)
     mask_recon_grad: bool = True  # gradients flow through m in m * x_re (False: m is detached there)
+    # x^{gt,(k)} of Eq. 1: "input" (x for every k) | "masked" (m_k * x, the slot's share of the image)
+    recon_target: str = "input"
+    decoder: str = "deconv"  # VAE decoder: "deconv" (last stage 32 channels at full size) | "light"
+    # quality normalisation of the background step: "fixed" (sigma1, as Algorithm 2) | "relative"
+    # (Q_1 = exp(-e / (2 (bg_sigma_floor + bg_rel_scale * median_pixels(e)))), per image, detached)
+    bg_quality: str = "fixed"
+    bg_rel_scale: float = 4.0
+    bg_sigma_floor: float = 0.005
+    sigma1_objects: float = 0.0  # sigma1 of the object steps k >= 2 (0: the same sigma1)
+    # the background step's decoder: "shared" (g_theta, the paper) | "flat" (one colour per image
+    # from a small separate head: it cannot draw sprites)
+    background: str = "shared"
     localization: LocalizationConfig = field(default_factory=LocalizationConfig)
 
 
@@ -248,6 +263,12 @@ def validate(cfg: Config) -> Config:
         (cfg.model.name in ("segmenter", "monet"), f"model.name must be segmenter or monet, got {cfg.model.name!r}"),
         (seg.arch in ("vae", "skip_ae"), f"model.segmenter.arch must be vae or skip_ae, got {seg.arch!r}"),
         (seg.num_slots >= 2, "model.segmenter.num_slots must be >= 2"),
+        (seg.recon_target in ("input", "masked"), "model.segmenter.recon_target must be input or masked"),
+        (seg.decoder in ("deconv", "light"), "model.segmenter.decoder must be deconv or light"),
+        (seg.bg_quality in ("fixed", "relative"), "model.segmenter.bg_quality must be fixed or relative"),
+        (seg.background in ("shared", "flat"), "model.segmenter.background must be shared or flat"),
+        (seg.bg_rel_scale > 0 and seg.bg_sigma_floor > 0, "bg_rel_scale and bg_sigma_floor must be > 0"),
+        (seg.sigma1_objects >= 0, "model.segmenter.sigma1_objects must be >= 0"),
         (cfg.model.monet.num_slots >= 2, "model.monet.num_slots must be >= 2"),
         (loc.box_size >= 1 and loc.box_size % 2 == 1, "model.segmenter.localization.box_size must be odd and >= 1"),
         (loc.sigma1 > 0, "model.segmenter.localization.sigma1 must be > 0"),

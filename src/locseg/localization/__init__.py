@@ -148,7 +148,7 @@ def _footprint_offsets(config: LocalizationConfig, dtype: torch.dtype, H: int, W
 
 @torch.no_grad()
 def window_pixels(x: torch.Tensor, centre: torch.Tensor, window: torch.Tensor,
-                  config: LocalizationConfig) -> WindowPixels:
+                  config: LocalizationConfig, scope: torch.Tensor | None = None) -> WindowPixels:
     """Features and weights of the pixels the GMM sees (Algorithm 1 lines 3-5).
 
     With hard weights the GMM only needs the pixels with G > threshold, and their offsets from the
@@ -161,7 +161,10 @@ def window_pixels(x: torch.Tensor, centre: torch.Tensor, window: torch.Tensor,
         x: (B, C, H, W) images.
         centre: (B, 2) long (row, col) window centres.
         window: (B, H, W) Butterworth window around ``centre``.
-        config: ``weights``, ``threshold``, ``butterworth_f`` and ``butterworth_n`` are used.
+        config: ``weights``, ``threshold``, ``butterworth_f``, ``butterworth_n`` and
+            ``scope_weights`` are used.
+        scope: optional (B, H, W) remaining-mask; with ``config.scope_weights`` the weights are
+            multiplied by it, so explained pixels no longer pull the clusters.
 
     Returns:
         A :class:`WindowPixels`.
@@ -185,6 +188,8 @@ def window_pixels(x: torch.Tensor, centre: torch.Tensor, window: torch.Tensor,
         weights = (local_window > config.threshold).to(dtype)  # (B, N) Algorithm 1 line 5
     else:
         weights = local_window  # (B, N) w = G (section 2.4)
+    if config.scope_weights and scope is not None:
+        weights = weights * scope.flatten(1).gather(1, index).to(dtype) * valid  # (B, N) w * s
     return WindowPixels(features=pixel_features(x.to(dtype), index), weights=weights, window=local_window,
                         valid=valid, index=index, centre_index=centre_index, whole_image=footprint is None)
 
@@ -217,7 +222,7 @@ def initial_means(pixels: WindowPixels, config: LocalizationConfig,
 
 @torch.no_grad()
 def localize(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, config: LocalizationConfig,
-             generator: torch.Generator | None = None) -> LocalizeResult:
+             generator: torch.Generator | None = None, quality: torch.Tensor | None = None) -> LocalizeResult:
     """Find the best-reconstructed region and cut the object out of it (Algorithm 2 lines 4-8).
 
     Batched over images with no per-image Python loop; runs on the device of ``x``.
@@ -229,6 +234,8 @@ def localize(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, config: L
         config: the module's hyper-parameters (:class:`locseg.config.LocalizationConfig`).
         generator: optional ``torch.Generator`` for mu_2 ~ U(0, 1) of the "paper" initialisation
             (default: the global RNG of ``x``'s device).
+        quality: optional (B, H, W) quality map Q already computed by the caller (e.g. with another
+            normalisation); default: :func:`quality_map` with ``config.sigma1``.
 
     Returns:
         A :class:`LocalizeResult` (L, centre, window, quality, degenerate, object_mean), detached.
@@ -244,11 +251,13 @@ def localize(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, config: L
     B, C, H, W = x.shape
     dtype = x.dtype
 
-    quality = quality_map(x, x_re, scope, config.sigma1, config.sigma_squared)  # (B, H, W) line 4
+    if quality is None:
+        quality = quality_map(x, x_re, scope, config.sigma1, config.sigma_squared)  # (B, H, W) line 4
+    quality = quality.detach()
     centre = box_argmax(scope * quality, config.box_size)  # (B, 2) lines 6-7 (argmax of Q')
     window = butterworth_window(centre, H, W, config.butterworth_f, config.butterworth_n, dtype)  # (B, H, W)
 
-    pixels = window_pixels(x, centre, window, config)  # N pixels per image
+    pixels = window_pixels(x, centre, window, config, scope)  # N pixels per image
     features, weights, centre_index = pixels.features, pixels.weights, pixels.centre_index  # (B, N, D), (B, N), (B,)
     means_init = initial_means(pixels, config, generator)  # (B, 2, D)
     fit = fit_gmm(features, weights, means_init, covariance_type=config.covariance,
@@ -259,7 +268,8 @@ def localize(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, config: L
     degenerate = degenerate_windows(features, weights, config.min_colour_var)  # (B,)
     if not pixels.whole_image and config.restrict == "window":
         # the GMM's pixels are exactly the hard window (weights 1 there): write L there, 0 elsewhere
-        values = torch.where(degenerate.view(B, 1), weights, local.to(dtype) * weights)  # (B, N)
+        inside = (pixels.window > config.threshold).to(dtype) * pixels.valid  # (B, N) hard window
+        values = torch.where(degenerate.view(B, 1), inside, local.to(dtype) * inside)  # (B, N)
         L = values.new_zeros(B, H * W).scatter_add_(1, pixels.index, values * pixels.valid)  # (B, H * W)
         L = L.view(B, H, W)  # (B, H, W) positions off the image were clamped and added 0
     else:

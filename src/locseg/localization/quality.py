@@ -46,3 +46,37 @@ def quality_map(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, sigma1
     denominator = 2.0 * sigma1 ** 2 if sigma_squared else 2.0 * sigma1
     squared_error = (x_re - x).pow(2).sum(dim=1)  # (B, H, W)
     return torch.exp(-scope * squared_error / denominator)  # (B, H, W)
+
+
+def relative_quality(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, scale: float,
+                     floor: float) -> torch.Tensor:
+    """Quality normalised by the image's own typical residual (an open choice; docs/method.md).
+
+    ``Q = exp(-s * e / (2 * sigma))`` with ``e = sum_c (x_re - x)^2`` and, per image,
+    ``sigma = floor + scale * median_pixels(s * e)`` (detached). The median pixel is a background
+    pixel in scenes where the background covers most of the image, so Q is about
+    ``exp(-1 / (2 scale))`` there whatever the stage of training, and pixels reconstructed much
+    worse than the background (the objects, early on) get Q near 0.
+
+    Args:
+        x: (B, C, H, W) input image.
+        x_re: (B, C, H, W) reconstruction.
+        scope: (B, H, W) remaining-mask in [0, 1].
+        scale: multiplier of the median residual (> 0).
+        floor: smallest sigma (> 0), reached when the background is reconstructed exactly.
+
+    Returns:
+        Q: (B, H, W) in (0, 1], differentiable in ``x_re`` (the normaliser is a constant).
+
+    Example:
+        >>> x = torch.zeros(1, 3, 2, 2)
+        >>> relative_quality(x, x, torch.ones(1, 2, 2), 4.0, 0.01).tolist()
+        [[[1.0, 1.0], [1.0, 1.0]]]
+    """
+    if x.dim() != 4 or x_re.shape != x.shape:
+        raise ValueError(f"x and x_re must both be (B, C, H, W); got {tuple(x.shape)} and {tuple(x_re.shape)}")
+    if scale <= 0 or floor <= 0:
+        raise ValueError(f"scale and floor must be > 0, got {scale} and {floor}")
+    error = scope * (x_re - x).pow(2).sum(dim=1)  # (B, H, W)
+    sigma = floor + scale * error.detach().flatten(1).median(dim=1).values  # (B,)
+    return torch.exp(-error / (2.0 * sigma.view(-1, 1, 1)))  # (B, H, W)

@@ -22,9 +22,9 @@ from torch import nn
 
 from ..config import SegmenterConfig
 from ..localization import localize
-from ..localization.quality import quality_map
+from ..localization.quality import quality_map, relative_quality
 from ..types import ModelOutput, mask_locations
-from .networks import build_network
+from .networks import FlatColour, build_network
 
 
 def eq1_loss(x: torch.Tensor, recons: torch.Tensor, masks: torch.Tensor, kl: torch.Tensor,
@@ -37,16 +37,21 @@ def eq1_loss(x: torch.Tensor, recons: torch.Tensor, masks: torch.Tensor, kl: tor
         masks: (B, K, 1, H, W) masks m_k (background first).
         kl: (B, K) KL divergence of each slot's latent code.
         cfg: beta, zeta, gamma and ``mask_recon`` (x_re := m_k * x_re inside the loss; with
-            ``mask_recon_grad`` False the m_k of that product is a constant).
+            ``mask_recon_grad`` False the m_k of that product is a constant); ``recon_target``
+            "masked" reads x^{gt,(k)} as m_k * x.
 
     Returns:
         the scalar loss and its weighted terms ``recon``, ``prior``, ``kl`` (they add up to it).
     """
+    gate = masks if cfg.mask_recon_grad else masks.detach()  # (B, K, 1, H, W)
     if cfg.mask_recon:
-        target = recons * (masks if cfg.mask_recon_grad else masks.detach())  # (B, K, 3, H, W)
+        target = recons * gate  # (B, K, 3, H, W) x_re := m * x_re
     else:
         target = recons  # (B, K, 3, H, W)
-    recon = (masks * (target - x.unsqueeze(1)).pow(2)).flatten(1).sum(1)  # (B,)
+    truth = x.unsqueeze(1)  # (B, 1, 3, H, W) x^{gt,(k)} = x
+    if cfg.recon_target == "masked":
+        truth = truth * gate  # (B, K, 3, H, W) x^{gt,(k)} = m_k * x
+    recon = (masks * (target - truth).pow(2)).flatten(1).sum(1)  # (B,)
     prior = cfg.beta * ((1.0 - masks) * (target - cfg.zeta).pow(2)).flatten(1).sum(1)  # (B,)
     kl_term = cfg.gamma * kl.sum(1)  # (B,)
     terms = {"recon": recon.mean(), "prior": prior.mean(), "kl": kl_term.mean()}
@@ -65,7 +70,8 @@ class Segmenter(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.image_size = image_size
-        self.net = build_network(cfg.arch, cfg.channels, cfg.latent_dim, image_size)
+        self.net = build_network(cfg.arch, cfg.channels, cfg.latent_dim, image_size, cfg.decoder)
+        self.background_net = FlatColour() if cfg.background == "flat" else None
 
     @property
     def num_slots(self) -> int:
@@ -77,14 +83,21 @@ class Segmenter(nn.Module):
         B, _, H, W = x.shape
         scope = x.new_ones(B, H, W)  # (B, H, W) s_0
         recons, raw_masks, kls, scopes, windows = [], [], [], [scope], []
+        sigma_objects = self.cfg.sigma1_objects or loc_cfg.sigma1
         for k in range(self.cfg.num_slots):
-            x_re, kl = self.net(torch.cat([x, scope.detach().unsqueeze(1)], dim=1))  # (B, 3, H, W), (B,)
-            q = quality_map(x, x_re, scope, loc_cfg.sigma1, loc_cfg.sigma_squared)  # (B, H, W)
+            inputs = torch.cat([x, scope.detach().unsqueeze(1)], dim=1)  # (B, 4, H, W)
+            net = self.background_net if (k == 0 and self.background_net is not None) else self.net
+            x_re, kl = net(inputs)  # (B, 3, H, W), (B,)
             if k == 0:
+                if self.cfg.bg_quality == "relative":
+                    q = relative_quality(x, x_re, scope, self.cfg.bg_rel_scale, self.cfg.bg_sigma_floor)
+                else:
+                    q = quality_map(x, x_re, scope, loc_cfg.sigma1, loc_cfg.sigma_squared)  # (B, H, W)
                 loc = torch.ones_like(q)  # L_1 = 1: no localization for the background
                 window = loc
             else:
-                found = localize(x, x_re.detach(), scope.detach(), loc_cfg)
+                q = quality_map(x, x_re, scope, sigma_objects, loc_cfg.sigma_squared)  # (B, H, W)
+                found = localize(x, x_re.detach(), scope.detach(), loc_cfg, quality=q.detach())
                 loc, window = found.L, found.window  # (B, H, W) constants
             raw_masks.append(scope * q * loc)  # (B, H, W) m_k
             scope = scope * (1.0 - q * loc)  # (B, H, W) s_k
