@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import replace
 
@@ -456,3 +457,32 @@ def test_localize_on_cuda_matches_cpu():
     gpu = localize(x.cuda(), x.cuda(), scope.cuda(), cfg)
     assert torch.equal(gpu.centre.cpu(), cpu.centre)
     assert torch.allclose(gpu.L.cpu(), cpu.L, atol=1e-4)
+
+
+def test_relative_quality_formula():
+    from locseg.localization.quality import relative_quality
+
+    x = torch.zeros(1, 3, 2, 2)
+    x_re = torch.zeros(1, 3, 2, 2)
+    x_re[0, 0, 0, 0] = 1.0  # one pixel with squared error 1, three exact: median 0
+    scope = torch.ones(1, 2, 2)
+    q = relative_quality(x, x_re, scope, scale=4.0, floor=0.1)
+    expected = torch.tensor([[[math.exp(-1 / 0.2), 1.0], [1.0, 1.0]]])
+    assert torch.allclose(q, expected)
+    x_re[0, 0] = 0.5  # every pixel's error 0.25: sigma = 0.1 + 4 * 0.25
+    q = relative_quality(x, x_re, scope, scale=4.0, floor=0.1)
+    assert torch.allclose(q, torch.full_like(q, math.exp(-0.25 / 2.2)))
+
+
+def test_scope_weights_ignore_explained_pixels():
+    """With scope weights, pixels of scope 0 do not move the GMM: same fit as with them removed."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16)
+    scope = torch.ones(1, 16, 16)
+    scope[0, :8] = 0.0  # top half explained
+    cfg = LocalizationConfig(gmm_init="window", butterworth_f=30.0, box_size=3, weights="soft", scope_weights=True)
+    found = localize(x, x, scope, cfg, quality=torch.ones(1, 16, 16))
+    x2 = x.clone()
+    x2[0, :, :8] = torch.rand(3, 8, 16)  # change only the explained pixels
+    found2 = localize(x2, x2, scope, cfg, quality=torch.ones(1, 16, 16))
+    assert torch.allclose(found.L[0, 8:], found2.L[0, 8:], atol=1e-6)

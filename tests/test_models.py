@@ -17,6 +17,11 @@ TINY = {
                          "model.segmenter.channels=[4,8]", "model.segmenter.latent_dim=4"],
     "segmenter_detached": ["model.segmenter.mask_recon_grad=false", "model.segmenter.num_slots=3",
                            "model.segmenter.channels=[4,8]", "model.segmenter.latent_dim=4"],
+    "segmenter_plus": ["model.segmenter.num_slots=3", "model.segmenter.latent_dim=4", "model.segmenter.channels=[4,8]",
+                       "model.segmenter.decoder=light", "model.segmenter.bg_quality=relative",
+                       "model.segmenter.background=flat", "model.segmenter.recon_target=masked",
+                       "model.segmenter.sigma1_objects=0.5", "model.segmenter.localization.scope_weights=true",
+                       "model.segmenter.localization.covariance=diag"],
     "monet": ["model.name=monet", "model.monet.num_slots=3", "model.monet.latent_dim=4",
               "model.monet.unet_blocks=3", "model.monet.unet_channels=4", "model.monet.vae_channels=4"],
 }
@@ -46,7 +51,7 @@ def test_contract_and_gradients(key, tiny_batch):
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-@pytest.mark.parametrize("key", ["segmenter", "segmenter_skip"])
+@pytest.mark.parametrize("key", ["segmenter", "segmenter_skip", "segmenter_plus"])
 def test_segmenter_scope_never_grows_and_masks_partition(key, tiny_batch):
     model, _ = tiny_model(key)
     model.eval()

@@ -41,8 +41,8 @@ def output_diagnostics(x: torch.Tensor, out: ModelOutput, labels: torch.Tensor) 
         more objects where one slot holds over 90 % of the object pixels), ``fg_ari_<bin>`` by
         background brightness; for models with a background step and windows also ``q1_fg``,
         ``q1_bg`` (Q_1 on object / background pixels), ``window_cover_fg`` (object pixels inside
-        some object window G > 0.5), ``windows_on_bg`` (object windows centred on a background
-        pixel) and ``colour_error`` (mean RGB distance between an object's mean colour and the
+        some object window G > 0.5), ``windows_on_bg`` (share of the first n object windows, n the
+        number of true objects, centred on a background pixel) and ``colour_error`` (mean RGB distance between an object's mean colour and the
         mean colour drawn there by the object step whose window covers it most).
     """
     masks = out.masks[:, :, 0].float()  # (B, K, H, W)
@@ -77,7 +77,8 @@ def output_diagnostics(x: torch.Tensor, out: ModelOutput, labels: torch.Tensor) 
         result["window_cover_fg"] = _mean(windows.any(1)[fg])
         centre_on_bg = []
         for b in range(B):
-            for k in range(K - 1):
+            num_objects = int((labels[b].unique() > 0).sum())
+            for k in range(min(K - 1, num_objects)):  # the first steps should each land on an object
                 where = windows[b, k].nonzero()
                 if len(where):
                     i, j = where.float().mean(0).round().long().tolist()
