@@ -42,8 +42,9 @@ def output_diagnostics(x: torch.Tensor, out: ModelOutput, labels: torch.Tensor) 
         background brightness; for models with a background step and windows also ``q1_fg``,
         ``q1_bg`` (Q_1 on object / background pixels), ``window_cover_fg`` (object pixels inside
         some object window G > 0.5), ``windows_on_bg`` (share of the first n object windows, n the
-        number of true objects, centred on a background pixel) and ``colour_error`` (mean RGB distance between an object's mean colour and the
-        mean colour drawn there by the object step whose window covers it most).
+        number of true objects, centred on a background pixel) and
+        ``colour_error`` (mean RGB distance between an object's mean colour and the mean colour
+        drawn there by the object step whose window covers it most).
     """
     masks = out.masks[:, :, 0].float()  # (B, K, H, W)
     B, K, H, W = masks.shape
