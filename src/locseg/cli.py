@@ -38,9 +38,38 @@ def cmd_generate(args: argparse.Namespace) -> None:
           f"to {args.out} in {info.get('seconds', float('nan')):.1f} s")
 
 
+def cmd_download(args: argparse.Namespace) -> None:
+    from .data import flowers
+
+    status = flowers.download(args.root, base_url=args.url or flowers.BASE_URL, progress=not args.no_progress)
+    for name, state in status.items():
+        print(f"  {name:<22} {state}")
+    print(f"Flowers files ready in {args.root} (train with --data {args.root})")
+
+
 def cmd_convert(args: argparse.Namespace) -> None:
+    if args.dataset == "flowers":
+        from .data import flowers
+
+        if args.root is None:
+            raise ValueError("convert flowers needs --root (the folder holding jpg/, segmim/, setid.mat)")
+        info = flowers.convert(args.root, args.out, image_resample=args.image_resample, overwrite=args.overwrite,
+                               progress=not args.no_progress)
+        print(f"converted {info['counts']} Flowers images (ReDO's protocol) to {args.out} in {info['seconds']:.1f} s")
+        return
+    if args.dataset == "image-folder":
+        from .data import image_folder
+
+        if args.file is None:
+            raise ValueError("convert image-folder needs the folder (holding images/ and optionally masks/)")
+        info = image_folder.convert(args.file, args.out, size=args.size, overwrite=args.overwrite,
+                                    progress=not args.no_progress)
+        print(f"converted {info['counts']} images ({'with' if info['masks'] else 'without'} masks) to {args.out}")
+        return
     from .data import tfrecord
 
+    if args.file is None or args.variant is None:
+        raise ValueError("convert multi-dsprites needs FILE.tfrecords and --variant")
     info = tfrecord.convert(args.file, args.variant, args.out, num_train=args.num_train, num_test=args.num_test,
                             overwrite=args.overwrite, progress=not args.no_progress)
     print(f"converted {args.file} to {args.out}: {info}")
@@ -132,10 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=cmd_generate)
 
-    c = sub.add_parser("convert", help="convert DeepMind's multi_dsprites TFRecord file (no TensorFlow needed)")
-    c.add_argument("dataset", choices=["multi-dsprites"])
-    c.add_argument("file", help="multi_dsprites_<variant>.tfrecords")
-    c.add_argument("--variant", required=True, help="colored_on_grayscale | colored_on_colored | binarized")
+    d = sub.add_parser("download", help="fetch a real dataset's official files (resumable, checksummed)")
+    d.add_argument("dataset", choices=["flowers"])
+    d.add_argument("--root", required=True, help="folder for jpg/, segmim/, setid.mat (files already there are kept)")
+    d.add_argument("--url", default=None, help="base URL of the files (default: the Oxford VGG site; or a mirror)")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_download)
+
+    c = sub.add_parser("convert", help="convert DeepMind's multi_dsprites TFRecord file (no TensorFlow needed), "
+                       "Flowers' official files, or a folder of images into the dataset layout")
+    c.add_argument("dataset", choices=["multi-dsprites", "flowers", "image-folder"])
+    c.add_argument("file", nargs="?", default=None,
+                   help="multi_dsprites_<variant>.tfrecords, or the image folder (images/ [+ masks/])")
+    c.add_argument("--variant", default=None, help="multi-dsprites: colored_on_grayscale | colored_on_colored | "
+                   "binarized")
+    c.add_argument("--root", default=None, help="flowers: the folder holding jpg/, segmim/, setid.mat")
+    c.add_argument("--image-resample", default="nearest", choices=["nearest", "bilinear"],
+                   help="flowers: filter for the photographs (nearest is ReDO's; masks are always nearest)")
+    c.add_argument("--size", type=int, default=128, help="image-folder: side every image is resized to "
+                   "(use the config's data.image_size)")
     c.add_argument("--out", required=True)
     c.add_argument("--num-train", type=int, default=None, help="records for train (default: all but the test ones)")
     c.add_argument("--num-test", type=int, default=320)

@@ -29,7 +29,8 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def read_images(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
-    """Read an image file, a folder of images, or a .npy array (N, H, W, 3) / (H, W, 3) uint8.
+    """Read an image file, a folder of images (or an image-folder dataset's ``images/``), or a .npy
+    array (N, H, W, 3) / (H, W, 3) uint8.
 
     Returns:
         the images as (H, W, 3) uint8 arrays (sizes may differ) and a name for each.
@@ -38,6 +39,8 @@ def read_images(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
     if not path.exists():
         raise InputError(f"input not found: {path}")
     if path.is_dir():
+        if (path / "images").is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+            path = path / "images"  # an image-folder dataset (locseg.data.image_folder): its images
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise InputError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")

@@ -23,7 +23,7 @@ from torch import nn
 from . import checkpoint, metrics
 from . import config as config_lib
 from .config import Config
-from .data import load_split
+from .data import load_split, resolve_dataset
 from .models import build_model
 from .models.networks import resize_images
 from .types import ModelOutput
@@ -144,7 +144,9 @@ def evaluate(model: nn.Module, split: dict[str, Any], device: torch.device | str
 
     Returns ``fg_ari`` (ARI ignoring background pixels), ``ari``, ``msc``, ``sc``, ``ami``
     (foreground AMI), ``location_error`` (mean distance, normalised units, between true object
-    centres and Hungarian-matched object-slot centres) and ``num_images``. Images where a score is
+    centres and Hungarian-matched object-slot centres) and ``num_images``; with ``meta["iou"]`` set,
+    also ``iou`` of the foreground (1 - background slot mask) against ``labels > 0``: ReDO's rule
+    (``redo``, the better of the two assignments) or plain IoU at 0.5 (``foreground``). Images where a score is
     undefined (e.g. no foreground pixel) are left out of its mean; ``*_defined`` counts the rest.
     """
     n = len(split["images"]) if num_images is None else min(num_images, len(split["images"]))
@@ -164,6 +166,13 @@ def evaluate(model: nn.Module, split: dict[str, Any], device: torch.device | str
         summary = metrics.aggregate(values)  # undefined (NaN) images left out of the mean, counted
         result[name] = summary.mean
         result[f"{name}_defined"] = float(summary.n_defined)
+    iou_rule = split.get("meta", {}).get("iou")  # "redo" (Flowers) | "foreground" (image folders with masks)
+    if iou_rule in ("redo", "foreground"):
+        fg_prob = 1.0 - masks[:, 0]  # (N, H, W) everything but the background slot
+        values = (metrics.redo_iou(true > 0, fg_prob) if iou_rule == "redo"
+                  else metrics.iou(true > 0, fg_prob >= 0.5))
+        summary = metrics.aggregate(values)
+        result["iou"], result["iou_defined"] = summary.mean, float(summary.n_defined)
     if "centres" in split and "visibility" in split:
         total, count = location_error(np.asarray(split["centres"][:n]), np.asarray(split["visibility"][:n]),
                                       pred["locations"][:, 1:])
@@ -245,6 +254,7 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
     tc = cfg.train
     if tc.num_threads > 0:
         torch.set_num_threads(tc.num_threads)
+    data_dir = resolve_dataset(data_dir, cfg.data.image_size, progress)  # raw layouts: converted once
     train_split = load_split(data_dir, "train")
     test_split = load_split(data_dir, "test") if (Path(data_dir) / "test").is_dir() else None
     size = cfg.data.image_size

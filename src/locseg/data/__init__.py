@@ -28,12 +28,37 @@ class DataError(ValueError):
 REQUIRED_KEYS = ("images",)
 
 
-def load_split(root: str | Path, split: str) -> dict[str, Any]:
+def resolve_dataset(root: str | Path, image_size: int | None = None, progress: bool = True) -> Path:
+    """The dataset directory for ``root``: ``root`` itself, or a converted cache of a raw layout.
+
+    Raw layouts converted once into ``root/locseg_cache/`` (see their modules): the official
+    Oxford-102 Flowers files (:mod:`locseg.data.flowers`, always 128 x 128, ReDO's protocol) and a
+    folder of images with optional masks (:mod:`locseg.data.image_folder`, resized to
+    ``image_size``; when None, an existing conversion of any size is reused, else 128).
+
+    Raises:
+        DataError: as the conversions (missing or corrupt files, unwritable ``root``).
+    """
+    root = Path(root)
+    if not root.is_dir() or any((p / "meta.json").is_file() for p in root.iterdir() if p.is_dir()):
+        return root
+    from . import flowers, image_folder
+
+    if flowers.is_official_layout(root):
+        return flowers.prepare(root, progress=progress)
+    if image_folder.is_image_folder(root):
+        return image_folder.prepare(root, image_size, progress=progress)
+    return root
+
+
+def load_split(root: str | Path, split: str, image_size: int | None = None) -> dict[str, Any]:
     """Load one split of a dataset directory as a dict of (memory-mapped) numpy arrays.
 
     Args:
-        root: dataset directory written by ``locseg generate`` / ``locseg convert``.
+        root: dataset directory written by ``locseg generate`` / ``locseg convert``, or a raw
+            layout that :func:`resolve_dataset` converts (Flowers' official files, an image folder).
         split: split name, e.g. ``"train"`` or ``"test"``.
+        image_size: side an image folder is resized to (ignored for other datasets).
 
     Returns:
         dict with ``images`` (N, H, W, 3) uint8 and, where the dataset has them, ``labels``
@@ -43,7 +68,7 @@ def load_split(root: str | Path, split: str) -> dict[str, Any]:
     Raises:
         DataError: missing directory/split, unreadable or inconsistent arrays.
     """
-    root = Path(root)
+    root = resolve_dataset(root, image_size)
     if not root.is_dir():
         raise DataError(f"dataset directory not found: {root}")
     folder = root / split
