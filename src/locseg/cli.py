@@ -30,8 +30,20 @@ def _print_table(title: str, values: dict) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from .data import multi_dsprites
+    from .data import DataError, multi_dsprites
 
+    if args.dataset == "montezuma":
+        from .data import montezuma
+
+        if args.frames is None:
+            raise DataError("generate montezuma needs --frames N (training frames, e.g. 10000)")
+        info = montezuma.generate(args.out, args.frames, args.num_test, args.seed, overwrite=args.overwrite,
+                                  progress=not args.no_progress)
+        print(f"wrote {args.frames} train + {args.num_test} test frames (montezuma, seed {args.seed}) "
+              f"to {args.out} in {info['seconds']:.1f} s")
+        return
+    if args.frames is not None:
+        raise DataError("--frames is for montezuma; multi-dsprites takes --num-train")
     info = multi_dsprites.generate(args.out, args.variant, args.num_train, args.num_test, args.seed,
                                    overwrite=args.overwrite, progress=not args.no_progress)
     print(f"wrote {args.num_train} train + {args.num_test} test images ({args.variant}, seed {args.seed}) "
@@ -150,11 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     g = sub.add_parser("generate", help="generate a synthetic dataset")
-    g.add_argument("dataset", choices=["multi-dsprites"])
+    g.add_argument("dataset", choices=["multi-dsprites", "montezuma"])
     g.add_argument("--variant", default="colored_on_grayscale",
                    help="colored_on_grayscale (the paper's and MONet's) | colored_on_colored | binarized")
     g.add_argument("--num-train", type=int, default=60000, help="training images (literature: 60000)")
-    g.add_argument("--num-test", type=int, default=320, help="test images (literature: 320)")
+    g.add_argument("--frames", type=int, default=None, help="montezuma: training frames (10000 in about 20 s; "
+                   "needs pip install 'locseg[atari]')")
+    g.add_argument("--num-test", type=int, default=320, help="test images or frames (literature: 320)")
     g.add_argument("--seed", type=int, default=0, help="train and test use independent seeds derived from it")
     g.add_argument("--out", required=True, help="output dataset directory")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
