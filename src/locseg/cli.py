@@ -111,16 +111,33 @@ def cmd_train(args: argparse.Namespace) -> None:
         _print_table("evaluation (test split, train.eval_images images):", result.metrics)
 
 
+def _baseline_model(args: argparse.Namespace):
+    from . import config as config_lib
+    from .models.baselines import build_baseline
+
+    cfg = config_lib.load(args.config, args.overrides)
+    return build_baseline(args.baseline, args.num_slots, cfg.model.segmenter.localization), cfg
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from . import checkpoint
     from .data import load_split
     from .train import evaluate
 
-    model, cfg, _ = checkpoint.load_model(args.checkpoint, args.device)
-    split = load_split(args.data, args.split)
-    scores = evaluate(model, split, args.device, cfg.data.image_size, args.num_images, cfg.eval.batch_size,
-                      cfg.train.seed)
-    _print_table(f"{args.split} split of {args.data}:", scores)
+    if (args.checkpoint is None) == (args.baseline is None):
+        raise ValueError("give exactly one of --checkpoint (a trained model) or --baseline NAME")
+    if args.baseline:
+        model, cfg = _baseline_model(args)
+        split = load_split(args.data, args.split)
+        size = int(split["images"].shape[1])  # baselines run at the data's own resolution
+        label = f"baseline {args.baseline}"
+    else:
+        model, cfg, _ = checkpoint.load_model(args.checkpoint, args.device)
+        split = load_split(args.data, args.split)
+        size = cfg.data.image_size
+        label = str(args.checkpoint)
+    scores = evaluate(model, split, args.device, size, args.num_images, cfg.eval.batch_size, cfg.train.seed)
+    _print_table(f"{label} on the {args.split} split of {args.data}:", scores)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(_json_safe(scores), indent=2) + "\n")
@@ -221,8 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="score a checkpoint on a dataset split")
-    e.add_argument("--checkpoint", required=True)
+    from .models.baselines import BASELINES
+
+    e = sub.add_parser("evaluate", help="score a checkpoint (or a non-trainable baseline) on a dataset split")
+    e.add_argument("--checkpoint", default=None, help="checkpoint of a trained model (RUN/checkpoint.pt)")
+    e.add_argument("--baseline", default=None, choices=BASELINES,
+                   help="score a non-trainable baseline instead of a checkpoint")
+    e.add_argument("--num-slots", type=int, default=6, help="K of the baseline (default 6: background + 5)")
+    e.add_argument("--config", default=None, help="config whose localization settings the oracle baseline uses")
+    e.add_argument("overrides", nargs="*", help="dotted overrides of --config (oracle baseline only)")
     e.add_argument("--data", required=True)
     e.add_argument("--split", default="test")
     e.add_argument("--num-images", type=int, default=None, help="first N images only (default: all)")

@@ -180,6 +180,19 @@ def evaluate(model: nn.Module, split: dict[str, Any], device: torch.device | str
     return result
 
 
+def diagnostics_on(model: nn.Module, split: dict[str, Any], device: torch.device | str, size: int, num: int,
+                   seed: int = 0) -> dict[str, float]:
+    """:func:`locseg.diagnostics.diagnose` on the first ``num`` labelled images of a split."""
+    from .diagnostics import diagnose
+
+    x = to_tensor(split["images"][:num], device, size)  # (N, 3, size, size)
+    labels = torch.from_numpy(np.asarray(split["labels"][:num]).astype(np.int64)).to(device)  # (N, H, W)
+    if labels.shape[-2:] != (size, size):
+        labels = torch.nn.functional.interpolate(labels[:, None].float(), size=(size, size), mode="nearest")
+        labels = labels[:, 0].long()
+    return {f"diag_{k}": v for k, v in diagnose(model, x, labels, seed).items()}
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -289,6 +302,8 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
             return {}
         t0 = time.perf_counter()
         scores = evaluate(model, test_split, dev, size, tc.eval_images, cfg.eval.batch_size, tc.seed)
+        if "labels" in test_split:
+            scores.update(diagnostics_on(model, test_split, dev, size, min(tc.eval_images, 64), tc.seed))
         eval_log.write({"step": step, "elapsed_s": train_seconds(), **scores})
         sample = to_tensor(test_split["images"][:8], dev, size)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):

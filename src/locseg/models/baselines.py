@@ -14,6 +14,8 @@ any model. Their loss is zero; they have no parameters to train.
   background of the flat-background datasets), each object step reconstructs the image exactly
   (Q = 1), and the configured module (box filter, Butterworth window, GMM) cuts out one object per
   step from what is left. It is the ceiling of the module on these data.
+- ``whole-image`` and ``centre-ellipse``: saliency priors for one-object photographs (Flowers):
+  two slots, the foreground being every pixel or a centred ellipse (``models/saliency.py``).
 """
 
 from __future__ import annotations
@@ -139,7 +141,23 @@ class Oracle(Baseline):
                            extras={"raw_background": background, "windows": torch.stack(windows, 1)})
 
 
-BASELINES = ("kmeans-rgb", "kmeans-rgbxy", "connected-components", "oracle")
+class SaliencyPrior(Baseline):
+    """Two slots (background, foreground) from a fixed foreground mask that ignores the image."""
+
+    def __init__(self, kind: str):
+        super().__init__(2)
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        from .saliency import centred_ellipse_mask, whole_image_mask
+
+        B, _, H, W = x.shape
+        fg = whole_image_mask(B, H, W, x.device) if self.kind == "whole-image" else centred_ellipse_mask(
+            B, H, W, device=x.device)  # (B, H, W)
+        return labels_to_output(x, fg.long(), 2)
+
+
+BASELINES = ("kmeans-rgb", "kmeans-rgbxy", "connected-components", "oracle", "whole-image", "centre-ellipse")
 
 
 def build_baseline(name: str, num_slots: int, localization: LocalizationConfig | None = None) -> Baseline:
@@ -152,4 +170,6 @@ def build_baseline(name: str, num_slots: int, localization: LocalizationConfig |
         return ConnectedComponents(num_slots)
     if name == "oracle":
         return Oracle(num_slots, localization or LocalizationConfig(gmm_init="window"))
+    if name in ("whole-image", "centre-ellipse"):
+        return SaliencyPrior(name)  # always two slots
     raise ValueError(f"unknown baseline {name!r} (available: {', '.join(BASELINES)})")
