@@ -117,3 +117,44 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes(tiny_data, tmp_path, monkeypatch)
     assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 2
     monkeypatch.setattr(train_lib, "to_tensor", real)
     assert fit(tiny_cfg("train.max_steps=5"), tiny_data, tmp_path, progress=False, resume=True).step == 5
+
+
+@pytest.mark.parametrize("how", ["sigint", "raise"])
+def test_resume_after_ctrl_c_mid_step_is_bit_exact(how, tiny_data, tmp_path, monkeypatch):
+    """Ctrl-C lands inside a forward pass, after its random draws (VAE sampling, GMM start): a first
+    one finishes the step, a second one (here: KeyboardInterrupt raised there) abandons it. Either
+    way the resumed run repeats the uninterrupted run's losses bit for bit, periodic evaluation included."""
+    import csv
+    import os
+    import signal
+
+    cfg = tiny_cfg("train.max_steps=6", "train.eval_every=3")
+    fit(cfg, tiny_data, tmp_path / "straight", progress=False)
+    real = train_lib.build_model
+
+    def interrupted_in_forward(model_cfg, size):
+        model = real(model_cfg, size)
+        calls = []
+
+        def hook(module, inputs, output):
+            calls.extend([1] if module.training else [])  # evaluation's forward passes do not count
+            if len(calls) == 5 and module.training:  # the forward pass of step index 4
+                if how == "sigint":
+                    os.kill(os.getpid(), signal.SIGINT)
+                else:
+                    raise KeyboardInterrupt
+
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(train_lib, "build_model", interrupted_in_forward)
+    first = fit(cfg, tiny_data, tmp_path / "cut", progress=False)
+    assert first.status == "interrupted" and first.step == (5 if how == "sigint" else 4)
+    monkeypatch.setattr(train_lib, "build_model", real)
+    assert fit(cfg, tiny_data, tmp_path / "cut", progress=False, resume=True).step == 6
+
+    def losses(run):
+        with (run / "train.csv").open() as f:
+            return [(row["step"], row["loss"]) for row in csv.DictReader(f)]
+
+    assert losses(tmp_path / "cut") == losses(tmp_path / "straight")

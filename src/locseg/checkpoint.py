@@ -53,22 +53,31 @@ def save(path: str | Path, *, model: nn.Module, cfg: Config, step: int,
         "extra": extra or {},
     }
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when writing failed or was interrupted
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save`; its ``config`` is returned as a :class:`Config`."""
     path = Path(path)
+    if path.is_dir():
+        hint = f"pass {path / 'checkpoint.pt'}" if (path / "checkpoint.pt").is_file() else \
+            "pass the checkpoint.pt file inside a run directory"
+        raise CheckpointError(f"{path} is a directory, not a checkpoint: {hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty: pass a checkpoint.pt that locseg train wrote")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a locseg checkpoint): "
-                              f"{str(e).splitlines()[0]}") from None
+    except Exception:  # torch raises several types (and advice never to follow) for foreign files
+        raise CheckpointError(f"cannot read {path}: truncated, or not a checkpoint that locseg train wrote "
+                              "(locseg only loads tensors, never arbitrary pickled objects)") from None
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
-        raise CheckpointError(f"{path} is not a locseg checkpoint")
+        raise CheckpointError(f"{path} is not a locseg checkpoint: pass a checkpoint.pt that locseg train wrote")
     try:
         payload["config"] = config_lib.validate(config_lib.from_dict(Config, payload["config"]))
     except config_lib.ConfigError as e:

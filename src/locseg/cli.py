@@ -6,6 +6,7 @@ Errors a user can cause are printed as one line on stderr with a non-zero exit c
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -15,14 +16,22 @@ from pathlib import Path
 log = logging.getLogger("locseg")
 
 
+def _is_count(key: str, value: object) -> bool:
+    """Scores carry counts (``num_images``, ``*_defined``) as floats; they print as integers."""
+    return (key == "num_images" or key.endswith("_defined")) and isinstance(value, float) and value.is_integer()
+
+
 def _json_safe(d: dict) -> dict:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else int(v) if _is_count(k, v) else v)
+            for k, v in d.items()}
 
 
 def _print_table(title: str, values: dict) -> None:
     print(title)
     width = max(len(k) for k in values) if values else 0
     for k, v in values.items():
+        if _is_count(k, v):
+            v = int(v)
         print(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
 
 
@@ -99,7 +108,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- models
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> int:
     from . import config as config_lib
     from .train import fit
 
@@ -107,8 +116,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     result = fit(cfg, args.data, args.out, device=args.device, resume=args.resume,
                  progress=not args.no_progress, stop_at=args.stop_at)
     print(f"{result.status} at step {result.step}; checkpoint {Path(args.out) / 'checkpoint.pt'}")
+    if result.status == "interrupted":
+        print("continue with the same command and --resume")
+        return 130  # the shell's status for Ctrl-C: a script can tell "interrupted" from "done"
     if result.metrics:
-        _print_table("evaluation (test split, train.eval_images images):", result.metrics)
+        _print_table(f"evaluation (test split, {int(result.metrics['num_images'])} images):", result.metrics)
+    else:
+        print("evaluation skipped: the dataset has no test split")
+    return 0
 
 
 def _baseline_model(args: argparse.Namespace):
@@ -145,16 +160,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_segment(args: argparse.Namespace) -> None:
-    from . import checkpoint, segment, viz
+    from . import checkpoint, segment
 
     model, cfg, _ = checkpoint.load_model(args.checkpoint, args.device)
-    images, names = segment.read_images(args.input)
-    results = segment.segment_images(model, images, cfg.data.image_size, args.device, cfg.eval.batch_size,
-                                     cfg.train.seed)
-    segment.save_npz(results, names, args.out)
-    print(f"segmented {len(images)} image(s) into {model.num_slots} slots; wrote {args.out}")
+    info = segment.segment_to_npz(model, args.input, args.out, cfg.data.image_size, args.device, cfg.eval.batch_size,
+                                  cfg.train.seed, png=args.png, strict=args.strict, progress=not args.no_progress)
+    skipped = f" ({len(info['skipped'])} unreadable skipped: {', '.join(info['skipped'])})" if info["skipped"] else ""
+    print(f"segmented {info['written']} image(s) into {model.num_slots} slots{skipped}; wrote {args.out}")
     if args.png:
-        viz.segment_overlays(images, results, names, args.png)
         print(f"wrote overlays to {args.png}")
 
 
@@ -172,11 +185,24 @@ def cmd_bench(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- parser
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows each option's default, where it has one (not for flags or required options)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="locseg", description="Unsupervised object segmentation with an explicit "
                                 "localization module: generate data, train, evaluate, segment.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages; show tracebacks")
+    p.add_argument("--version", action="version", version=f"locseg {__version__}")
+    with_defaults = functools.partial(argparse.ArgumentParser, formatter_class=_HelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=with_defaults)
 
     g = sub.add_parser("generate", help="generate a synthetic dataset")
     g.add_argument("dataset", choices=["multi-dsprites", "montezuma"])
@@ -188,15 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-test", type=int, default=320, help="test images or frames (literature: 320)")
     g.add_argument("--seed", type=int, default=0, help="train and test use independent seeds derived from it")
     g.add_argument("--out", required=True, help="output dataset directory")
-    g.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
-    g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out (a folder "
+                   "holding anything else is refused)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
 
     d = sub.add_parser("download", help="fetch a real dataset's official files (resumable, checksummed)")
     d.add_argument("dataset", choices=["flowers"])
     d.add_argument("--root", required=True, help="folder for jpg/, segmim/, setid.mat (files already there are kept)")
     d.add_argument("--url", default=None, help="base URL of the files (default: the Oxford VGG site; or a mirror)")
-    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_download)
 
     c = sub.add_parser("convert", help="convert DeepMind's multi_dsprites TFRecord file (no TensorFlow needed), "
@@ -211,19 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flowers: filter for the photographs (nearest is ReDO's; masks are always nearest)")
     c.add_argument("--size", type=int, default=128, help="image-folder: side every image is resized to "
                    "(use the config's data.image_size)")
-    c.add_argument("--out", required=True)
-    c.add_argument("--num-train", type=int, default=None, help="records for train (default: all but the test ones)")
-    c.add_argument("--num-test", type=int, default=320)
-    c.add_argument("--overwrite", action="store_true")
-    c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--out", required=True, help="output dataset directory")
+    c.add_argument("--num-train", type=int, default=None, help="records for train (omitted: all but the test ones)")
+    c.add_argument("--num-test", type=int, default=320, help="multi-dsprites: records for the test split")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out (a folder "
+                   "holding anything else is refused)")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("show", help="PNG grid of dataset samples with their label maps")
     s.add_argument("data", help="dataset directory")
-    s.add_argument("--out", required=True, help="PNG file to write")
-    s.add_argument("--split", default="train")
-    s.add_argument("--num", type=int, default=16)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="PNG file to write (a path ending in .png)")
+    s.add_argument("--split", default="train", help="split to draw samples from")
+    s.add_argument("--num", type=int, default=16, help="number of samples, 8 per row")
+    s.add_argument("--seed", type=int, default=0, help="seed that picks the samples")
     s.set_defaults(func=cmd_show)
 
     t = sub.add_parser("train", help="train a model (the paper's by default, or MONet)")
@@ -232,10 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run directory (checkpoint.pt, config.yaml, CSV logs, figures)")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=30 "
                    "model.segmenter.localization.sigma1=0.05")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out (same config)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped "
+                   "(same config; Ctrl-C saves a checkpoint and exits with status 130)")
     t.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     t.add_argument("--stop-at", type=int, default=None, help="stop after this step (schedule unchanged)")
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
     from .models.baselines import BASELINES
@@ -247,19 +276,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--num-slots", type=int, default=6, help="K of the baseline (default 6: background + 5)")
     e.add_argument("--config", default=None, help="config whose localization settings the oracle baseline uses")
     e.add_argument("overrides", nargs="*", help="dotted overrides of --config (oracle baseline only)")
-    e.add_argument("--data", required=True)
-    e.add_argument("--split", default="test")
-    e.add_argument("--num-images", type=int, default=None, help="first N images only (default: all)")
+    e.add_argument("--data", required=True, help="dataset directory")
+    e.add_argument("--split", default="test", help="split to score (needs labels for any score)")
+    e.add_argument("--num-images", type=int, default=None, help="first N >= 1 images only (omitted: all)")
     e.add_argument("--json", default=None, help="also write the scores to this JSON file")
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     e.set_defaults(func=cmd_evaluate)
 
     m = sub.add_parser("segment", help="segment your own images (file, folder or .npy) at their own size")
-    m.add_argument("--checkpoint", required=True)
+    m.add_argument("--checkpoint", required=True, help="checkpoint of a trained model (RUN/checkpoint.pt)")
     m.add_argument("--input", required=True, help="image file, folder of PNG/JPEG files, or .npy (N,H,W,3) uint8")
-    m.add_argument("--out", required=True, help="output .npz: labels, masks, locations (y, x), areas")
+    m.add_argument("--out", required=True, help="output .npz file: names, labels, masks, locations (y, x), areas "
+                   "(see the README for the layout)")
     m.add_argument("--png", default=None, help="folder for overlay figures")
-    m.add_argument("--device", default="cpu")
+    m.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of "
+                   "reporting and skipping it")
+    m.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.set_defaults(func=cmd_segment)
 
     b = sub.add_parser("bench", help="speed benchmarks, measured side by side in one run")
@@ -283,7 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     user_errors = (ConfigError, DataError, CheckpointError, TrainingError, InputError, ValueError,
                    FileNotFoundError, PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError)
     try:
-        args.func(args)
+        if getattr(args, "device", None) is not None:
+            from .train import resolve_device
+
+            resolve_device(args.device)  # before loading anything onto it
+        status = args.func(args)
     except user_errors as e:
         if args.verbose:
             raise
@@ -292,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"locseg {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

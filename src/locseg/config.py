@@ -287,6 +287,7 @@ def validate(cfg: Config) -> Config:
         (cfg.data.image_size >= 16, "data.image_size must be >= 16"),
         (tr.batch_size >= 1, "train.batch_size must be >= 1"),
         (tr.max_steps >= 0, "train.max_steps must be >= 0"),
+        (tr.eval_images >= 1, "train.eval_images must be >= 1 (set train.eval_every=0 to skip periodic evaluation)"),
         (tr.lr > 0, "train.lr must be > 0"),
         (tr.optimizer in ("adam", "adamw"), "train.optimizer must be adam or adamw"),
         (tr.schedule in ("cosine", "constant"), "train.schedule must be cosine or constant"),

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import logging
 import math
+import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +54,27 @@ class FitResult:
 def seed_everything(seed: int) -> None:
     """Seed the generators locseg draws from (torch only: data order is a function of the step)."""
     torch.manual_seed(seed)
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` as a device that exists here, or a one-line ``ValueError``."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {str(name)!r}: use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {str(name)!r}: use cpu, cuda or cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(name)!r} asked for, but CUDA is not available on this machine: use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(name)!r} asked for, but this machine has {torch.cuda.device_count()} CUDA "
+                         "device(s)")
+    return dev
+
+
+def isolated_rng(device: torch.device):
+    """Random draws inside leave the global RNGs of the CPU and of ``device`` as they were."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def to_tensor(images: np.ndarray, device: torch.device | str, size: int) -> torch.Tensor:
@@ -149,10 +174,13 @@ def evaluate(model: nn.Module, split: dict[str, Any], device: torch.device | str
     (``redo``, the better of the two assignments) or plain IoU at 0.5 (``foreground``). Images where a score is
     undefined (e.g. no foreground pixel) are left out of its mean; ``*_defined`` counts the rest.
     """
+    if num_images is not None and num_images < 1:
+        raise ValueError(f"the number of images to evaluate must be >= 1, got {num_images}")
     n = len(split["images"]) if num_images is None else min(num_images, len(split["images"]))
     pred = predict(model, split["images"][:n], device, size, batch_size, seed)
     result: dict[str, float] = {"num_images": float(n)}
     if "labels" not in split:
+        log.warning("this split has no labels: only the number of images is reported, no scores")
         return result
     true = np.asarray(split["labels"][:n]).astype(np.int64)  # (N, H, W)
     masks = torch.from_numpy(pred["masks"])  # (N, K, s, s)
@@ -217,6 +245,31 @@ class _CsvLog:
             writer.writerow(row)
 
 
+class _DeferredInterrupt:
+    """While active, a first Ctrl-C only sets ``requested`` (the loop stops at the end of the step it
+    is in, so the checkpoint is exact); a second one raises ``KeyboardInterrupt`` at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def install(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("Ctrl-C: stopping after this step and saving a checkpoint (press Ctrl-C again to stop at once)")
+
+
 def _tensorboard(run_dir: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -244,32 +297,60 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
         progress: show a tqdm progress bar.
         stop_at: stop (and checkpoint) after this step without changing the schedule.
 
+    Ctrl-C (SIGINT) ends the run after the current step with status ``interrupted`` and a
+    checkpoint from which ``resume`` continues bit-exactly; a second Ctrl-C stops at once. The run
+    directory is locked (``run_dir/.lock``) while the run lasts, so a second run into it is refused,
+    and a run that fails before its first checkpoint removes the directory it created.
+
     Returns:
         the final step, why the run ended, and the last evaluation metrics.
     """
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = (run_dir / ".lock").open("a")
+    except OSError as e:
+        raise TrainingError(f"cannot create run directory {run_dir}: {e.strerror}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise TrainingError(f"{run_dir} is in use by another locseg train; wait for it to end or choose another "
+                            "--out") from None
+    ckpt_path = run_dir / "checkpoint.pt"
+    try:
+        if resume and not ckpt_path.exists():
+            raise TrainingError(f"nothing to resume: {ckpt_path} does not exist")
+        if not resume and ckpt_path.exists():
+            raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another "
+                                "--out")
+        return _train(cfg, data_dir, run_dir, dev, resume, progress, stop_at)
+    except BaseException:
+        if created and not ckpt_path.exists():  # nothing worth keeping: leave no empty run directory
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        lock.close()  # releases the lock
+
+
+def _train(cfg: Config, data_dir: str | Path, run_dir: Path, dev: torch.device, resume: bool, progress: bool,
+           stop_at: int | None) -> FitResult:
+    """The body of :func:`fit`, run while the run directory is locked."""
     from tqdm.auto import tqdm
 
     from . import viz
 
-    run_dir = Path(run_dir)
     ckpt_path = run_dir / "checkpoint.pt"
-    if resume and not ckpt_path.exists():
-        raise TrainingError(f"nothing to resume: {ckpt_path} does not exist")
-    if not resume and ckpt_path.exists():
-        raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TrainingError(f"cannot create run directory {run_dir}: {e.strerror}") from None
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for but CUDA is not available")
     tc = cfg.train
     if tc.num_threads > 0:
         torch.set_num_threads(tc.num_threads)
     data_dir = resolve_dataset(data_dir, cfg.data.image_size, progress)  # raw layouts: converted once
     train_split = load_split(data_dir, "train")
     test_split = load_split(data_dir, "test") if (Path(data_dir) / "test").is_dir() else None
+    if test_split is None:
+        log.warning("%s has no test split: periodic and final evaluation are skipped", data_dir)
     size = cfg.data.image_size
 
     seed_everything(tc.seed)
@@ -325,11 +406,19 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
     bar = tqdm(total=None if tc.max_minutes else end_step, initial=step, disable=not progress, desc="train",
                dynamic_ncols=True)
     images_seen, window_start = 0, time.perf_counter()
+    # A checkpoint must hold the RNG state of the step it names: the forward pass draws from it (VAE
+    # sampling, GMM start), so a step cut short restores the state it started from.
+    rng_at_step, updating = None, False
+    interrupt = _DeferredInterrupt().install()
     try:
         while step < end_step:
+            if interrupt.requested:
+                status = "interrupted"
+                break
             if tc.max_minutes and (train_seconds() - elapsed_before) / 60.0 >= tc.max_minutes:
                 status = "time"
                 break
+            rng_at_step = checkpoint.rng_state()
             idx = batch_indices(len(train_split["images"]), tc.batch_size, step, tc.seed)
             x = to_tensor(train_split["images"][idx], dev, size)
             with autocast(dev, tc.amp):
@@ -342,16 +431,18 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
                 if bad_steps >= tc.max_bad_steps:
                     raise TrainingError(f"{bad_steps} consecutive non-finite losses at step {step}; lower "
                                         "train.lr or check the data")
-                step += 1
+                step, rng_at_step = step + 1, None
                 continue
             bad_steps = 0
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            updating = True  # from here the parameters change until the step is counted
             optimizer.step()
             scheduler.step()
             step += 1
+            rng_at_step, updating = None, False
             images_seen += len(idx)
             bar.update(1)
             if step % tc.log_every == 0 or step == end_step:
@@ -368,7 +459,8 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
                             writer.add_scalar(f"train/{k}", v, step)
                 bar.set_postfix(loss=f"{row['loss']:.1f}", img_s=f"{ips:.0f}")
             if tc.eval_every and step % tc.eval_every == 0 and step < end_step:
-                last_scores = run_eval()
+                with isolated_rng(dev):  # evaluation and figures leave training's random stream alone
+                    last_scores = run_eval()
                 images_seen, window_start = 0, time.perf_counter()
                 if writer is not None:
                     for k, v in last_scores.items():
@@ -376,9 +468,15 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
             if tc.checkpoint_every and step % tc.checkpoint_every == 0:
                 save_checkpoint()
     except KeyboardInterrupt:
+        if updating:
+            log.warning("interrupted during the parameter update of step %d: no checkpoint saved", step)
+            raise
         status = "interrupted"
+        if rng_at_step is not None:
+            checkpoint.set_rng_state(rng_at_step)
         log.warning("interrupted at step %d; saving a checkpoint", step)
     finally:
+        interrupt.restore()
         bar.close()
     if status == "done" and stop_at is not None and step < tc.max_steps:
         status = "stopped"

@@ -67,11 +67,14 @@ def dataset_grid(
         the written path.
 
     Raises:
-        ValueError: ``num`` < 1 or an empty split.
+        ValueError: ``num`` < 1, an empty split, or ``out_png`` a folder or not named ``*.png``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    out_png = Path(out_png)
+    if out_png.is_dir() or out_png.suffix.lower() != ".png":
+        raise ValueError(f"{out_png}: give the path of a PNG file to write (ending in .png), not a folder")
     images = data["images"]
     n = images.shape[0]
     if num < 1 or n == 0:
@@ -98,9 +101,8 @@ def dataset_grid(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(pad=0.3, rect=(0.0, 0.0, 1.0, 1.0 - (0.35 / height if title else 0.0)))
-    out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
+    fig.savefig(out_png, format="png")
     return out_png
 
 
@@ -166,7 +168,7 @@ def slot_figure(x, out, path: str | Path, max_images: int = 4) -> Path:
 
 
 def segment_overlays(images: list[np.ndarray], results: list[dict[str, np.ndarray]], names: list[str],
-                     folder: str | Path, alpha: float = 0.5) -> list[Path]:
+                     folder: str | Path, alpha: float = 0.5, start: int = 0) -> list[Path]:
     """One PNG per image: the image, then its label map blended over it with each object's centre.
 
     Args:
@@ -174,13 +176,14 @@ def segment_overlays(images: list[np.ndarray], results: list[dict[str, np.ndarra
         results: per image, ``labels`` (H, W) and ``locations`` (K, 2) normalised (y, x).
         names: file-name stems.
         folder: output folder (created).
+        start: number of the first image in the file names (``NNNN_<name>.png``).
     """
     from PIL import ImageDraw
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, (image, res, name) in enumerate(zip(images, results, names, strict=True)):
+    for i, (image, res, name) in enumerate(zip(images, results, names, strict=True), start=start):
         colours = colorize_labels(res["labels"][None])[0]  # (H, W, 3)
         blend = (image.astype(np.float32) * (1 - alpha) + colours.astype(np.float32) * alpha).astype(np.uint8)
         H, W = image.shape[:2]

@@ -95,7 +95,18 @@ def load_split(root: str | Path, split: str, image_size: int | None = None) -> d
     if out["images"].ndim != 4 or out["images"].shape[-1] != 3 or out["images"].dtype != np.uint8:
         raise DataError(f"{folder}: images.npy must be (N, H, W, 3) uint8, got "
                         f"{out['images'].shape} {out['images'].dtype}")
+    if "labels" in out and out["labels"].shape[1:] != out["images"].shape[1:3]:
+        raise DataError(f"{folder}: labels.npy is {tuple(out['labels'].shape[1:])} per image but images.npy is "
+                        f"{tuple(out['images'].shape[1:3])}; each label map must match its image")
     return out
+
+
+def is_dataset_dir(root: str | Path) -> bool:
+    """True when ``root`` holds a dataset in this layout: at least one split folder with ``meta.json``
+    and nothing else but other such folders, a ``locseg_cache`` and hidden files."""
+    root = Path(root)
+    entries = [p for p in root.iterdir() if not p.name.startswith(".") and p.name != "locseg_cache"]
+    return bool(entries) and all(p.is_dir() and (p / "meta.json").is_file() for p in entries)
 
 
 def write_split(folder: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from locseg.data import DataError, write_split
+from locseg.data import DataError, is_dataset_dir, write_split
 from locseg.data import dsprites as D
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ def generate_split(variant: str, num: int, seed: int, progress: bool = False) ->
         variant: one of :data:`VARIANTS`.
         num: number of images, > 0.
         seed: seed of ``numpy.random.default_rng``.
-        progress: show a tqdm bar (one tick per chunk of 1000 images).
+        progress: show a tqdm bar counting images.
 
     Returns:
         dict of arrays, see the module docstring: ``images`` (N, 64, 64, 3) uint8, ``labels``
@@ -252,14 +252,16 @@ def generate_split(variant: str, num: int, seed: int, progress: bool = False) ->
     # Palette per image: entry 0 background, entry j + 1 object j; uint8 as stored in the image.
     palette = np.concatenate([out["background"][:, None], out["colour"]], 1)  # (N, M+1, 3)
     palette = np.rint(palette * 255.0).astype(np.uint8)  # (N, M+1, 3)
-    starts = range(0, num, CHUNK)
-    for start in tqdm(starts, desc=f"multi_dsprites/{variant}", unit="chunk", disable=not progress):
+    bar = tqdm(total=num, desc=f"multi_dsprites/{variant}", unit="img", disable=not progress)
+    for start in range(0, num, CHUNK):
         sl = slice(start, min(start + CHUNK, num))
         labels = paint(out["shape"][sl], out["scale"][sl], out["orientation"][sl], out["position"][sl])
         out["labels"][sl] = labels  # (B, 64, 64)
         b = labels.shape[0]
         out["images"][sl] = palette[sl][np.arange(b)[:, None, None], labels]  # (B, 64, 64, 3)
         out["visibility"][sl], out["centres"][sl] = label_statistics(labels, m)
+        bar.update(b)
+    bar.close()
     return out
 
 
@@ -276,6 +278,9 @@ def _prepare_output(out_dir: Path, overwrite: bool) -> Path:
         raise DataError(f"output path exists and is not a directory: {out_dir}")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise DataError(f"output directory {out_dir} exists and is not empty (pass overwrite=True to replace it)")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_dataset_dir(out_dir):
+        raise DataError(f"refusing to overwrite {out_dir}: it is not empty and holds no locseg dataset (split "
+                        "folders with meta.json); remove it yourself or choose another output directory")
     parent = out_dir.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
