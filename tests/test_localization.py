@@ -486,3 +486,33 @@ def test_scope_weights_ignore_explained_pixels():
     x2[0, :, :8] = torch.rand(3, 8, 16)  # change only the explained pixels
     found2 = localize(x2, x2, scope, cfg, quality=torch.ones(1, 16, 16))
     assert torch.allclose(found.L[0, 8:], found2.L[0, 8:], atol=1e-6)
+
+
+def _three_objects() -> torch.Tensor:
+    """(1, 3, 24, 24): a red centre square between a blue and a cyan one, touching both."""
+    x = torch.zeros(1, 3, 24, 24)
+    x[0, 0, 8:16, 8:16] = 1.0  # red, centre
+    x[0, 2, 8:16, 2:8] = 1.0  # blue, left
+    x[0, 1:, 8:16, 16:22] = 1.0  # cyan, right
+    return x
+
+
+def test_refine_splits_merged_neighbour_and_keeps_single_objects():
+    x = _three_objects()
+    ids = torch.zeros(24, 24, dtype=torch.long)  # 1 blue, 2 red, 3 cyan
+    ids[8:16, 2:8], ids[8:16, 8:16], ids[8:16, 16:22] = 1, 2, 3
+    scope = (ids > 0).float().unsqueeze(0)  # only the objects are unexplained
+    base = LocalizationConfig(gmm_init="window", butterworth_f=30.0, box_size=7, covariance="diag",
+                              scope_weights=True)
+    plain = localize(x, x, scope, base, quality=torch.ones(1, 24, 24))
+    refined = localize(x, x, scope, replace(base, refine=1), quality=torch.ones(1, 24, 24))
+    target = ids[tuple(refined.centre[0].tolist())]  # the object under the window's centre
+    assert target > 0
+    on = ids > 0
+    assert torch.equal((refined.L[0] > 0.5)[on], (ids == target)[on])
+    assert ((plain.L[0] > 0.5) & (ids != target) & on).any(), "the plain 2-GMM merges a neighbour"
+    one = torch.zeros(1, 3, 24, 24)
+    one[0, 0, 8:16, 8:16] = 1.0
+    s1 = (one.sum(1) > 0).float()
+    single = localize(one, one, s1, replace(base, refine=2), quality=torch.ones(1, 24, 24)).L[0]
+    assert (single[8:16, 8:16] > 0.5).all(), "a single-coloured object is never split"

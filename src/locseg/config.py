@@ -45,6 +45,10 @@ class LocalizationConfig:
     # GMM weights also multiplied by the scope s (w = 1[G > threshold] * s): pixels already
     # explained by earlier steps stop pulling the clusters (section 2.4's motivation); False = paper
     scope_weights: bool = False
+    # rounds of a second, colour-gated 2-GMM split of the object component (localization/refine.py);
+    # a split is kept where the two sub-means differ in RGB by more than refine_gap. 0 = the paper
+    refine: int = 0
+    refine_gap: float = 0.15
     # windows with < 2 weighted pixels or weighted colour variance (summed over RGB) below this are
     # degenerate: L = the window itself (1[G > threshold], or G for restrict="butterworth")
     min_colour_var: float = 1e-6
@@ -284,6 +288,7 @@ def validate(cfg: Config) -> Config:
         (loc.reg_covar > 0, "localization.reg_covar must be > 0"),
         (loc.em_tol >= 0, "localization.em_tol must be >= 0"),
         (loc.min_colour_var >= 0, "localization.min_colour_var must be >= 0"),
+        (loc.refine >= 0 and loc.refine_gap > 0, "localization.refine must be >= 0 and refine_gap > 0"),
         (cfg.data.image_size >= 16, "data.image_size must be >= 16"),
         (tr.batch_size >= 1, "train.batch_size must be >= 1"),
         (tr.max_steps >= 0, "train.max_steps must be >= 0"),

@@ -51,6 +51,7 @@ from .gmm import (
     window_means,
 )
 from .quality import quality_map
+from .refine import refine_object
 
 __all__ = [
     "GMMResult",
@@ -265,6 +266,8 @@ def localize(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, config: L
     component = object_component(fit.resp, centre_index, config.object_rule)  # (B,)
 
     local = fit.resp.gather(2, component.view(B, 1, 1).expand(B, fit.resp.shape[1], 1)).squeeze(2)  # (B, N)
+    if config.refine:
+        local = refine_object(features, weights, local, centre_index, config)  # (B, N) optional second cut
     degenerate = degenerate_windows(features, weights, config.min_colour_var)  # (B,)
     if not pixels.whole_image and config.restrict == "window":
         # the GMM's pixels are exactly the hard window (weights 1 there): write L there, 0 elsewhere
