@@ -26,7 +26,8 @@ from locseg import config as config_lib
 from locseg.cli import main
 from locseg.data import DataError, load_split, resolve_dataset
 from locseg.data import flowers as F
-from locseg.train import evaluate, fit
+from locseg.inference import evaluate
+from locseg.train import fit
 from locseg.types import ModelOutput, mask_locations
 
 SIZES = [(150, 100), (96, 160), (140, 140), (130, 201), (128, 129), (200, 150)]  # (H, W), cycled

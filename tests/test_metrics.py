@@ -395,3 +395,12 @@ def test_benchmark_quick_run_reports_numbers():
         assert math.isfinite(result[key]) and result[key] > 0
     assert result["ari_max_abs_diff_vs_sklearn"] < 1e-10
     assert result["ami_max_abs_diff_vs_sklearn"] < 1e-10
+
+
+def test_location_error_matches_hand_computation():
+    true = np.array([[[0.2, 0.2], [0.8, 0.8], [np.nan, np.nan]]])
+    vis = np.array([[True, True, False]])
+    pred = np.array([[[0.8, 0.9], [0.2, 0.1], [0.5, 0.5]]])
+    total, count = metrics.location_error(true, vis, pred)
+    assert count == 2
+    assert total == pytest.approx(0.1 + 0.1)

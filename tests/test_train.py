@@ -84,15 +84,6 @@ def test_every_config_runs_one_step(path, tiny_data, tmp_path):
     assert np.isfinite(result.metrics["fg_ari"]) or result.metrics["fg_ari_defined"] == 0
 
 
-def test_location_error_matches_hand_computation():
-    true = np.array([[[0.2, 0.2], [0.8, 0.8], [np.nan, np.nan]]])
-    vis = np.array([[True, True, False]])
-    pred = np.array([[[0.8, 0.9], [0.2, 0.1], [0.5, 0.5]]])
-    total, count = train_lib.location_error(true, vis, pred)
-    assert count == 2
-    assert total == pytest.approx(0.1 + 0.1)
-
-
 def test_batches_depend_only_on_seed_and_step():
     a = train_lib.batch_indices(100, 8, 17, 0)
     assert np.array_equal(a, train_lib.batch_indices(100, 8, 17, 0))

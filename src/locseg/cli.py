@@ -137,7 +137,7 @@ def _baseline_model(args: argparse.Namespace):
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from . import checkpoint
     from .data import load_split
-    from .train import evaluate
+    from .inference import evaluate
 
     if (args.checkpoint is None) == (args.baseline is None):
         raise ValueError("give exactly one of --checkpoint (a trained model) or --baseline NAME")

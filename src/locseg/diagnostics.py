@@ -107,16 +107,14 @@ def diagnose(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed:
     Labels (N, H, W) must be at the model's resolution. Warns in the log when the masks collapse
     (object pixels kept by the background, one slot taking everything, windows on the background).
     """
-    was_training = model.training
-    model.eval()
+    from .inference import seeded_eval
+
     rows, sizes = [], []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_eval(model, seed):
         for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size]
+            x = images[start:start + batch_size]  # (B, 3, H, W)
             rows.append(output_diagnostics(x, model(x), labels[start:start + batch_size]))
             sizes.append(len(x))
-    model.train(was_training)
     result = {}
     for key in rows[0]:
         values = np.array([r[key] for r in rows], dtype=float)

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
+from .inference import predict, resize_masks
 from .types import mask_locations
 
 log = logging.getLogger(__name__)
@@ -112,15 +112,9 @@ def read_images(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
     return [load() for _, load in inputs], [name for name, _ in inputs]
 
 
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))  # (size, size, 3)
-
-
 def _full_size(masks: np.ndarray, height: int, width: int) -> dict[str, np.ndarray]:
     """Model-sized masks (K, s, s) resized to (K, H, W), renormalised; labels, locations, areas."""
-    m = torch.from_numpy(masks)[None]  # (1, K, s, s)
-    m = F.interpolate(m, size=(height, width), mode="bilinear", align_corners=False)[0].clamp_min(0)  # (K, H, W)
-    m = m / m.sum(0, keepdim=True).clamp_min(1e-8)  # (K, H, W) renormalised after resampling
+    m = resize_masks(torch.from_numpy(masks)[None], height, width)[0]  # (K, H, W)
     return {
         "masks": m.numpy().astype(np.float32),
         "labels": m.argmax(0).numpy().astype(np.uint8),
@@ -140,10 +134,7 @@ def segment_images(model: nn.Module, images: list[np.ndarray], size: int, device
         uint8 (argmax slot, 0 = background slot), ``locations`` (K, 2) normalised (y, x) centres
         and ``areas`` (K,) mask areas in pixels, all at that image's resolution.
     """
-    from .train import predict  # the same inference path as evaluation
-
-    resized = np.stack([_resize(im, size) for im in images])  # (N, size, size, 3)
-    pred = predict(model, resized, device, size, batch_size, seed)
+    pred = predict(model, images, device, size, batch_size, seed)  # the same path as evaluation
     return [_full_size(masks, *image.shape[:2]) for image, masks in zip(images, pred["masks"], strict=True)]
 
 
@@ -190,7 +181,6 @@ def segment_to_npz(model: nn.Module, inputs: str | Path, out: str | Path, size: 
     from tqdm.auto import tqdm
 
     from . import viz
-    from .train import predict
 
     out = Path(out)
     if out.is_dir() or out.suffix.lower() != ".npz":
@@ -217,8 +207,7 @@ def segment_to_npz(model: nn.Module, inputs: str | Path, out: str | Path, size: 
         with zf, bar, contextlib.ExitStack() as members:  # members close before the zip file does
             for start in range(0, len(sources), batch_size):
                 chunk = sources[start:start + batch_size]
-                resized = np.stack([_resize(load(), size) for _, load in chunk])  # (B, size, size, 3)
-                pred = predict(model, resized, device, size, batch_size, seed)
+                pred = predict(model, [load() for _, load in chunk], device, size, batch_size, seed)
                 for j, ((name, load), masks) in enumerate(zip(chunk, pred["masks"], strict=True)):
                     i = start + j
                     result = _full_size(masks, *shapes[name])

@@ -1,7 +1,9 @@
-"""Training and evaluation loops, shared by every model (no model-specific branches).
+"""Training, shared by every model (no model-specific branches).
 
-``fit`` trains from a config and a dataset directory into a run directory; ``evaluate`` scores a
-model on a split with the paper's metrics. No argument parsing here: the CLI builds the config.
+:func:`train_step` is one optimisation step that scripts and tests can call; :func:`fit` trains
+from a config and a dataset directory into a run directory: a short loop over ``train_step`` with
+exact resume, Ctrl-C handling and logging (:class:`TrainLog`). Evaluation and inference live in
+:mod:`locseg.inference`. No argument parsing here: the CLI builds the config.
 """
 
 from __future__ import annotations
@@ -21,16 +23,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from . import checkpoint, metrics
+from . import checkpoint
 from . import config as config_lib
 from .config import Config
 from .data import load_split, resolve_dataset
-from .models import build_model
-from .models.networks import resize_images
-from .types import ModelOutput
+from .inference import diagnostics_on, evaluate, to_tensor
+from .models import build_model, num_slots
+from .types import ModelOutput, check_output
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +78,6 @@ def isolated_rng(device: torch.device):
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
-def to_tensor(images: np.ndarray, device: torch.device | str, size: int) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, size, size) in [0, 1] on ``device``."""
-    x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(device)  # (B, H, W, 3) a writable copy
-    x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
-    return resize_images(x, size)
-
-
 def batch_indices(num: int, batch_size: int, step: int, seed: int) -> np.ndarray:
     """The training batch of ``step``: a function of (seed, step) only, so resuming is exact."""
     per_epoch = max(1, num // batch_size)
@@ -115,110 +109,6 @@ def autocast(device: torch.device, enabled: bool):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-def location_error(true_centres: np.ndarray, visible: np.ndarray, pred: np.ndarray) -> tuple[float, int]:
-    """Sum of distances between true object centres and their matched predicted slot centres.
-
-    Args:
-        true_centres: (B, M, 2) normalised (y, x), NaN for absent objects.
-        visible: (B, M) bool.
-        pred: (B, K', 2) predicted centres of the object slots (background slot excluded).
-
-    Returns:
-        (sum of distances over matched objects, number of matched objects). Matching is the
-        Hungarian assignment minimising total distance, per image.
-    """
-    total, count = 0.0, 0
-    for t, v, p in zip(true_centres, visible, pred, strict=True):
-        t = t[v & np.isfinite(t).all(-1)]  # (M', 2)
-        if len(t) == 0:
-            continue
-        dist = np.linalg.norm(t[:, None, :] - p[None, :, :], axis=-1)  # (M', K')
-        rows, cols = linear_sum_assignment(dist)
-        total += float(dist[rows, cols].sum())
-        count += len(rows)
-    return total, count
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: np.ndarray, device: torch.device | str, size: int,
-            batch_size: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
-    """Run a model on uint8 images (N, H, W, 3) resized to ``size``: masks (N, K, size, size) and
-    locations (N, K, 2). The module's random draws (GMM start) are seeded, so results repeat."""
-    was_training = model.training
-    model.eval()
-    masks, locations = [], []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for start in range(0, len(images), batch_size):
-            x = to_tensor(images[start:start + batch_size], device, size)
-            out: ModelOutput = model(x)
-            masks.append(out.masks[:, :, 0].float().cpu())
-            locations.append(out.locations.float().cpu())
-    model.train(was_training)
-    return {"masks": torch.cat(masks).numpy(), "locations": torch.cat(locations).numpy()}
-
-
-def evaluate(model: nn.Module, split: dict[str, Any], device: torch.device | str, size: int,
-             num_images: int | None = None, batch_size: int = 64, seed: int = 0) -> dict[str, float]:
-    """Score a model on a dataset split with the metrics its labels allow.
-
-    Returns ``fg_ari`` (ARI ignoring background pixels), ``ari``, ``msc``, ``sc``, ``ami``
-    (foreground AMI), ``location_error`` (mean distance, normalised units, between true object
-    centres and Hungarian-matched object-slot centres) and ``num_images``; with ``meta["iou"]`` set,
-    also ``iou`` of the foreground (1 - background slot mask) against ``labels > 0``: ReDO's rule
-    (``redo``, the better of the two assignments) or plain IoU at 0.5 (``foreground``). Images where a score is
-    undefined (e.g. no foreground pixel) are left out of its mean; ``*_defined`` counts the rest.
-    """
-    if num_images is not None and num_images < 1:
-        raise ValueError(f"the number of images to evaluate must be >= 1, got {num_images}")
-    n = len(split["images"]) if num_images is None else min(num_images, len(split["images"]))
-    pred = predict(model, split["images"][:n], device, size, batch_size, seed)
-    result: dict[str, float] = {"num_images": float(n)}
-    if "labels" not in split:
-        log.warning("this split has no labels: only the number of images is reported, no scores")
-        return result
-    true = np.asarray(split["labels"][:n]).astype(np.int64)  # (N, H, W)
-    masks = torch.from_numpy(pred["masks"])  # (N, K, s, s)
-    if masks.shape[-2:] != true.shape[-2:]:
-        masks = torch.nn.functional.interpolate(masks, size=true.shape[-2:], mode="bilinear", align_corners=False)
-    labels = metrics.masks_to_labels(masks)  # (N, H, W)
-    fg = metrics.label_scores(true, labels, ignore_index=0)  # ari, ami, msc, sc over foreground pixels
-    scores = {"fg_ari": fg["ari"], "ari": metrics.ari(true, labels), "ami": fg["ami"], "msc": fg["msc"],
-              "sc": fg["sc"]}
-    for name, values in scores.items():
-        summary = metrics.aggregate(values)  # undefined (NaN) images left out of the mean, counted
-        result[name] = summary.mean
-        result[f"{name}_defined"] = float(summary.n_defined)
-    iou_rule = split.get("meta", {}).get("iou")  # "redo" (Flowers) | "foreground" (image folders with masks)
-    if iou_rule in ("redo", "foreground"):
-        fg_prob = 1.0 - masks[:, 0]  # (N, H, W) everything but the background slot
-        values = (metrics.redo_iou(true > 0, fg_prob) if iou_rule == "redo"
-                  else metrics.iou(true > 0, fg_prob >= 0.5))
-        summary = metrics.aggregate(values)
-        result["iou"], result["iou_defined"] = summary.mean, float(summary.n_defined)
-    if "centres" in split and "visibility" in split:
-        total, count = location_error(np.asarray(split["centres"][:n]), np.asarray(split["visibility"][:n]),
-                                      pred["locations"][:, 1:])
-        result["location_error"] = total / count if count else float("nan")
-    return result
-
-
-def diagnostics_on(model: nn.Module, split: dict[str, Any], device: torch.device | str, size: int, num: int,
-                   seed: int = 0) -> dict[str, float]:
-    """:func:`locseg.diagnostics.diagnose` on the first ``num`` labelled images of a split."""
-    from .diagnostics import diagnose
-
-    x = to_tensor(split["images"][:num], device, size)  # (N, 3, size, size)
-    labels = torch.from_numpy(np.asarray(split["labels"][:num]).astype(np.int64)).to(device)  # (N, H, W)
-    if labels.shape[-2:] != (size, size):
-        labels = torch.nn.functional.interpolate(labels[:, None].float(), size=(size, size), mode="nearest")
-        labels = labels[:, 0].long()
-    return {f"diag_{k}": v for k, v in diagnose(model, x, labels, seed).items()}
 
 
 # --------------------------------------------------------------------------- training
@@ -284,6 +174,98 @@ def _check_resume(saved: Config, cfg: Config) -> None:
         raise TrainingError("cannot resume: the config differs from the checkpoint's:\n  " + "\n  ".join(changes))
 
 
+
+
+class TrainLog:
+    """The scalars of one run: ``train.csv``, ``eval.csv``, TensorBoard (when installed) and the
+    images/s meter shown on the progress bar."""
+
+    def __init__(self, run_dir: Path):
+        self.train_csv, self.eval_csv = _CsvLog(run_dir / "train.csv"), _CsvLog(run_dir / "eval.csv")
+        self.writer = _tensorboard(run_dir)
+        self.restart_meter()
+
+    def restart_meter(self) -> None:
+        """Start counting images/s afresh (after an evaluation, which is not training time)."""
+        self.images, self.since = 0, time.perf_counter()
+
+    def count(self, images: int) -> None:
+        self.images += images
+
+    def train(self, step: int, out: ModelOutput, lr: float, elapsed_s: float) -> dict[str, float]:
+        """Write one row of ``train.csv`` (loss, its terms, lr, images/s since the last row)."""
+        now = time.perf_counter()
+        ips = self.images / max(now - self.since, 1e-9)
+        self.images, self.since = 0, now
+        row = {"step": step, "loss": out.loss.item(), **{k: v.item() for k, v in out.terms.items()}, "lr": lr,
+               "img_per_s": ips, "elapsed_s": elapsed_s}
+        self.train_csv.write(row)
+        self.scalars("train", row, step)
+        return row
+
+    def eval(self, step: int, scores: dict[str, float], elapsed_s: float) -> None:
+        self.eval_csv.write({"step": step, "elapsed_s": elapsed_s, **scores})
+
+    def scalars(self, group: str, values: dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for k, v in values.items():
+                if k != "step":
+                    self.writer.add_scalar(f"{group}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _UpdateGuard:
+    """Wraps the parameter update of a step; ``hit`` tells that a Ctrl-C landed inside it (the
+    parameters are then half-updated and no exact checkpoint can be written)."""
+
+    def __init__(self) -> None:
+        self.hit = False
+
+    def __enter__(self) -> _UpdateGuard:
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        self.hit = kind is KeyboardInterrupt
+        return False
+
+
+def train_step(model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimizer,
+               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, grad_clip: float = 0.0,
+               amp: bool = False, update: contextlib.AbstractContextManager | None = None) -> ModelOutput | None:
+    """One optimisation step on a batch: forward, backward, gradient clipping, update.
+
+    Args:
+        model: any model of :mod:`locseg.models` in training mode.
+        x: (B, 3, H, W) images in [0, 1] on the model's device.
+        optimizer: its optimizer.
+        scheduler: stepped after the optimizer when given.
+        grad_clip: max global gradient norm (0 = off).
+        amp: bfloat16 autocast on CUDA (ignored elsewhere).
+        update: optional context entered around ``optimizer.step()`` and ``scheduler.step()``.
+
+    Returns:
+        the model's output, or None when its loss is NaN/Inf: the gradients are cleared and the
+        parameters left as they were.
+    """
+    with autocast(x.device, amp):
+        out = model(x)
+    loss = out.loss.float()
+    optimizer.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return None
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    with update or contextlib.nullcontext():
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    return out
+
+
 def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "cpu", resume: bool = False,
         progress: bool = True, stop_at: int | None = None) -> FitResult:
     """Train ``cfg.model`` on ``data_dir``'s train split; write checkpoints, logs and figures.
@@ -300,7 +282,8 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
     Ctrl-C (SIGINT) ends the run after the current step with status ``interrupted`` and a
     checkpoint from which ``resume`` continues bit-exactly; a second Ctrl-C stops at once. The run
     directory is locked (``run_dir/.lock``) while the run lasts, so a second run into it is refused,
-    and a run that fails before its first checkpoint removes the directory it created.
+    and a run that fails before its first checkpoint removes the directory it created. The first
+    step of every run checks the model's output contract (:func:`locseg.types.check_output`).
 
     Returns:
         the final step, why the run ended, and the last evaluation metrics.
@@ -326,7 +309,7 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
         if not resume and ckpt_path.exists():
             raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another "
                                 "--out")
-        return _train(cfg, data_dir, run_dir, dev, resume, progress, stop_at)
+        return _Run(cfg, data_dir, run_dir, dev, resume, progress).train(stop_at)
     except BaseException:
         if created and not ckpt_path.exists():  # nothing worth keeping: leave no empty run directory
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -335,154 +318,141 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
         lock.close()  # releases the lock
 
 
-def _train(cfg: Config, data_dir: str | Path, run_dir: Path, dev: torch.device, resume: bool, progress: bool,
-           stop_at: int | None) -> FitResult:
-    """The body of :func:`fit`, run while the run directory is locked."""
-    from tqdm.auto import tqdm
+class _Run:
+    """The state of one training run inside a locked run directory: data, model, optimizer, clock."""
 
-    from . import viz
+    def __init__(self, cfg: Config, data_dir: str | Path, run_dir: Path, dev: torch.device, resume: bool,
+                 progress: bool):
+        tc = cfg.train
+        if tc.num_threads > 0:
+            torch.set_num_threads(tc.num_threads)
+        data_dir = resolve_dataset(data_dir, cfg.data.image_size, progress)  # raw layouts: converted once
+        self.train_split = load_split(data_dir, "train")
+        self.test_split = load_split(data_dir, "test") if (Path(data_dir) / "test").is_dir() else None
+        if self.test_split is None:
+            log.warning("%s has no test split: periodic and final evaluation are skipped", data_dir)
+        self.cfg, self.run_dir, self.dev, self.progress, self.size = cfg, run_dir, dev, progress, cfg.data.image_size
 
-    ckpt_path = run_dir / "checkpoint.pt"
-    tc = cfg.train
-    if tc.num_threads > 0:
-        torch.set_num_threads(tc.num_threads)
-    data_dir = resolve_dataset(data_dir, cfg.data.image_size, progress)  # raw layouts: converted once
-    train_split = load_split(data_dir, "train")
-    test_split = load_split(data_dir, "test") if (Path(data_dir) / "test").is_dir() else None
-    if test_split is None:
-        log.warning("%s has no test split: periodic and final evaluation are skipped", data_dir)
-    size = cfg.data.image_size
+        seed_everything(tc.seed)
+        self.model = build_model(cfg.model, self.size).to(dev)
+        self.optimizer = make_optimizer(self.model, tc)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(tc))
+        self.step, self.elapsed_before = 0, 0.0
+        if resume:
+            payload = checkpoint.load(run_dir / "checkpoint.pt", map_location=dev)
+            _check_resume(payload["config"], cfg)
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scheduler.load_state_dict(payload["scheduler"])
+            self.scheduler.lr_lambdas = [lr_lambda(tc)]  # max_steps may have been extended
+            self.step = int(payload["step"])
+            self.elapsed_before = float(payload["extra"].get("elapsed_s", 0.0))
+            checkpoint.set_rng_state(payload["rng"])
+            log.info("resumed %s at step %d", run_dir, self.step)
+        config_lib.save(cfg, run_dir / "config.yaml")
+        self.start, self.eval_seconds = time.perf_counter(), 0.0
 
-    seed_everything(tc.seed)
-    model = build_model(cfg.model, size).to(dev)
-    optimizer = make_optimizer(model, tc)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc))
-    step = 0
-    if resume:
-        payload = checkpoint.load(ckpt_path, map_location=dev)
-        _check_resume(payload["config"], cfg)
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        scheduler.load_state_dict(payload["scheduler"])
-        scheduler.lr_lambdas = [lr_lambda(tc)]  # max_steps may have been extended
-        step = int(payload["step"])
-        checkpoint.set_rng_state(payload["rng"])
-        log.info("resumed %s at step %d", run_dir, step)
-    config_lib.save(cfg, run_dir / "config.yaml")
-
-    def save_checkpoint() -> None:
-        checkpoint.save(ckpt_path, model=model, cfg=cfg, step=step, optimizer=optimizer, scheduler=scheduler,
-                        extra={"elapsed_s": train_seconds()})
-
-    def train_seconds() -> float:
+    def seconds(self) -> float:
         """Wall-clock seconds spent training in this run, evaluations and figures excluded."""
-        return time.perf_counter() - start - eval_seconds[0] + elapsed_before
+        return time.perf_counter() - self.start - self.eval_seconds + self.elapsed_before
 
-    def run_eval() -> dict[str, float]:
-        if test_split is None:
+    def save(self) -> None:
+        checkpoint.save(self.run_dir / "checkpoint.pt", model=self.model, cfg=self.cfg, step=self.step,
+                        optimizer=self.optimizer, scheduler=self.scheduler, extra={"elapsed_s": self.seconds()})
+
+    def evaluate(self, log_: TrainLog) -> dict[str, float]:
+        """Scores on the test split, diagnostics and a slot figure; logged to ``eval.csv``."""
+        from . import viz
+
+        if self.test_split is None:
             return {}
-        t0 = time.perf_counter()
-        scores = evaluate(model, test_split, dev, size, tc.eval_images, cfg.eval.batch_size, tc.seed)
-        if "labels" in test_split:
-            scores.update(diagnostics_on(model, test_split, dev, size, min(tc.eval_images, 64), tc.seed))
-        eval_log.write({"step": step, "elapsed_s": train_seconds(), **scores})
-        sample = to_tensor(test_split["images"][:8], dev, size)
+        t0, tc, split = time.perf_counter(), self.cfg.train, self.test_split
+        scores = evaluate(self.model, split, self.dev, self.size, tc.eval_images, self.cfg.eval.batch_size, tc.seed)
+        if "labels" in split:
+            scores.update(diagnostics_on(self.model, split, self.dev, self.size, min(tc.eval_images, 64), tc.seed))
+        log_.eval(self.step, scores, self.seconds())
+        sample = to_tensor(split["images"][:8], self.dev, self.size)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(tc.seed)
-            model.eval()
-            viz.slot_figure(sample, model(sample), run_dir / "figures" / f"step{step:07d}.png")
-            model.train()
-        eval_seconds[0] += time.perf_counter() - t0
+            self.model.eval()
+            viz.slot_figure(sample, self.model(sample), self.run_dir / "figures" / f"step{self.step:07d}.png")
+            self.model.train()
+        self.eval_seconds += time.perf_counter() - t0
         return scores
 
-    train_log, eval_log = _CsvLog(run_dir / "train.csv"), _CsvLog(run_dir / "eval.csv")
-    elapsed_before = float(payload["extra"].get("elapsed_s", 0.0)) if resume else 0.0
-    writer = _tensorboard(run_dir)
-    model.train()
-    start, eval_seconds = time.perf_counter(), [0.0]
-    bad_steps, status, last_scores = 0, "done", {}
-    end_step = tc.max_steps if stop_at is None else min(stop_at, tc.max_steps)
-    # a wall-clock cap makes max_steps a bound, not a length: show the count and rate without an ETA
-    bar = tqdm(total=None if tc.max_minutes else end_step, initial=step, disable=not progress, desc="train",
-               dynamic_ncols=True)
-    images_seen, window_start = 0, time.perf_counter()
-    # A checkpoint must hold the RNG state of the step it names: the forward pass draws from it (VAE
-    # sampling, GMM start), so a step cut short restores the state it started from.
-    rng_at_step, updating = None, False
-    interrupt = _DeferredInterrupt().install()
-    try:
-        while step < end_step:
-            if interrupt.requested:
-                status = "interrupted"
-                break
-            if tc.max_minutes and (train_seconds() - elapsed_before) / 60.0 >= tc.max_minutes:
-                status = "time"
-                break
-            rng_at_step = checkpoint.rng_state()
-            idx = batch_indices(len(train_split["images"]), tc.batch_size, step, tc.seed)
-            x = to_tensor(train_split["images"][idx], dev, size)
-            with autocast(dev, tc.amp):
-                out = model(x)
-            loss = out.loss.float()
-            if not torch.isfinite(loss):
-                bad_steps += 1
-                log.warning("step %d: loss is %s; step skipped (%d in a row)", step, loss.item(), bad_steps)
-                optimizer.zero_grad(set_to_none=True)
-                if bad_steps >= tc.max_bad_steps:
-                    raise TrainingError(f"{bad_steps} consecutive non-finite losses at step {step}; lower "
-                                        "train.lr or check the data")
-                step, rng_at_step = step + 1, None
-                continue
-            bad_steps = 0
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            updating = True  # from here the parameters change until the step is counted
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            rng_at_step, updating = None, False
-            images_seen += len(idx)
-            bar.update(1)
-            if step % tc.log_every == 0 or step == end_step:
-                now = time.perf_counter()
-                ips = images_seen / max(now - window_start, 1e-9)
-                images_seen, window_start = 0, now
-                row = {"step": step, "loss": loss.item(), **{k: v.item() for k, v in out.terms.items()},
-                       "lr": scheduler.get_last_lr()[0], "img_per_s": ips,
-                       "elapsed_s": train_seconds()}
-                train_log.write(row)
-                if writer is not None:
-                    for k, v in row.items():
-                        if k != "step":
-                            writer.add_scalar(f"train/{k}", v, step)
-                bar.set_postfix(loss=f"{row['loss']:.1f}", img_s=f"{ips:.0f}")
-            if tc.eval_every and step % tc.eval_every == 0 and step < end_step:
-                with isolated_rng(dev):  # evaluation and figures leave training's random stream alone
-                    last_scores = run_eval()
-                images_seen, window_start = 0, time.perf_counter()
-                if writer is not None:
-                    for k, v in last_scores.items():
-                        writer.add_scalar(f"eval/{k}", v, step)
-            if tc.checkpoint_every and step % tc.checkpoint_every == 0:
-                save_checkpoint()
-    except KeyboardInterrupt:
-        if updating:
-            log.warning("interrupted during the parameter update of step %d: no checkpoint saved", step)
-            raise
-        status = "interrupted"
-        if rng_at_step is not None:
-            checkpoint.set_rng_state(rng_at_step)
-        log.warning("interrupted at step %d; saving a checkpoint", step)
-    finally:
-        interrupt.restore()
-        bar.close()
-    if status == "done" and stop_at is not None and step < tc.max_steps:
-        status = "stopped"
-    save_checkpoint()
-    if status != "interrupted":
-        last_scores = run_eval()
-    if writer is not None:
-        writer.close()
-    return FitResult(step=step, status=status, run_dir=run_dir, metrics=last_scores)
+    def check_contract(self, out: ModelOutput, batch: int) -> None:
+        atol = 1e-2 if self.cfg.train.amp and self.dev.type == "cuda" else 1e-4  # bfloat16 masks
+        try:
+            check_output(out, batch, num_slots(self.cfg.model), self.size, self.size, atol=atol)
+        except AssertionError as e:
+            raise TrainingError(f"{self.cfg.model.name} breaks the output contract: {e}") from None
+
+    def train(self, stop_at: int | None) -> FitResult:
+        from tqdm.auto import tqdm
+
+        tc, model = self.cfg.train, self.model
+        log_ = TrainLog(self.run_dir)
+        model.train()
+        bad_steps, status, last_scores, checked = 0, "done", {}, False
+        end_step = tc.max_steps if stop_at is None else min(stop_at, tc.max_steps)
+        # a wall-clock cap makes max_steps a bound, not a length: show the count and rate without an ETA
+        bar = tqdm(total=None if tc.max_minutes else end_step, initial=self.step, disable=not self.progress,
+                   desc="train", dynamic_ncols=True)
+        # A checkpoint must hold the RNG state of the step it names: the forward pass draws from it (VAE
+        # sampling, GMM start), so a step cut short restores the state it started from.
+        rng_at_step, guard = None, _UpdateGuard()
+        interrupt = _DeferredInterrupt().install()
+        try:
+            while self.step < end_step:
+                if interrupt.requested:
+                    status = "interrupted"
+                    break
+                if tc.max_minutes and (self.seconds() - self.elapsed_before) / 60.0 >= tc.max_minutes:
+                    status = "time"
+                    break
+                rng_at_step = checkpoint.rng_state()
+                idx = batch_indices(len(self.train_split["images"]), tc.batch_size, self.step, tc.seed)
+                x = to_tensor(self.train_split["images"][idx], self.dev, self.size)  # (B, 3, size, size)
+                out = train_step(model, x, self.optimizer, self.scheduler, tc.grad_clip, tc.amp, guard)
+                if out is None:
+                    bad_steps += 1
+                    log.warning("step %d: loss is not finite; step skipped (%d in a row)", self.step, bad_steps)
+                    if bad_steps >= tc.max_bad_steps:
+                        raise TrainingError(f"{bad_steps} consecutive non-finite losses at step {self.step}; lower "
+                                            "train.lr or check the data")
+                    self.step, rng_at_step = self.step + 1, None
+                    continue
+                if not checked:
+                    self.check_contract(out, len(idx))
+                    checked = True
+                bad_steps, self.step, rng_at_step = 0, self.step + 1, None
+                log_.count(len(idx))
+                bar.update(1)
+                if self.step % tc.log_every == 0 or self.step == end_step:
+                    row = log_.train(self.step, out, self.scheduler.get_last_lr()[0], self.seconds())
+                    bar.set_postfix(loss=f"{row['loss']:.1f}", img_s=f"{row['img_per_s']:.0f}")
+                if tc.eval_every and self.step % tc.eval_every == 0 and self.step < end_step:
+                    with isolated_rng(self.dev):  # evaluation and figures leave training's random stream alone
+                        last_scores = self.evaluate(log_)
+                    log_.restart_meter()
+                    log_.scalars("eval", last_scores, self.step)
+                if tc.checkpoint_every and self.step % tc.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            if guard.hit:
+                log.warning("interrupted during the parameter update of step %d: no checkpoint saved", self.step)
+                raise
+            status = "interrupted"
+            if rng_at_step is not None:
+                checkpoint.set_rng_state(rng_at_step)
+            log.warning("interrupted at step %d; saving a checkpoint", self.step)
+        finally:
+            interrupt.restore()
+            bar.close()
+        if status == "done" and stop_at is not None and self.step < tc.max_steps:
+            status = "stopped"
+        self.save()
+        if status != "interrupted":
+            last_scores = self.evaluate(log_)
+        log_.close()
+        return FitResult(step=self.step, status=status, run_dir=self.run_dir, metrics=last_scores)
