@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..config import LocalizationConfig
-from ..localization import box_argmax, butterworth_window, initial_means, localize, quality_map, window_pixels
+from ..localization import initial_means, localize, locate, window_pixels
 from ..localization.gmm import GMMResult, fit_gmm, initial_covariances
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,7 @@ def _median_time(fn, repeats: int, sync: bool = False) -> float:
 
 def _gmm_problem(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, cfg: LocalizationConfig):
     """The GMM inputs localize builds: pixels, initial means and covariances."""
-    H, W = x.shape[-2:]
-    q = quality_map(x, x_re, scope, cfg.sigma1, cfg.sigma_squared)  # (B, H, W)
-    centre = box_argmax(scope * q, cfg.box_size)  # (B, 2)
-    window = butterworth_window(centre, H, W, cfg.butterworth_f, cfg.butterworth_n, x.dtype)  # (B, H, W)
+    _, centre, window = locate(x, x_re, scope, cfg)  # (B, 2), (B, H, W): localize's first lines
     pixels = window_pixels(x, centre, window, cfg)
     means = initial_means(pixels, cfg, torch.Generator().manual_seed(0))  # (B, 2, D)
     covariances = initial_covariances(pixels.features.double(), pixels.weights.double(), means.double(),
