@@ -14,7 +14,7 @@ from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
 from locseg import config as config_lib
-from locseg.bench.localization import synthetic_batch
+from locseg.bench.localization import sklearn_gmm, synthetic_batch
 from locseg.config import LocalizationConfig
 from locseg.localization import (
     box_argmax,
@@ -64,10 +64,7 @@ def two_cluster_features(batch: int, n: int, seed: int) -> torch.Tensor:
 
 def sklearn_fit(data: np.ndarray, means: np.ndarray, covariances: np.ndarray, covariance_type: str,
                 max_iter: int, tol: float, reg_covar: float) -> GaussianMixture:
-    precisions = np.linalg.inv(covariances) if covariance_type == "full" else 1.0 / covariances
-    gm = GaussianMixture(2, covariance_type=covariance_type, means_init=means, weights_init=np.array([0.5, 0.5]),
-                         precisions_init=precisions, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
-                         init_params="random", random_state=0)
+    gm = sklearn_gmm(means, covariances, covariance_type, max_iter, tol, reg_covar)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning with tol = 0
         return gm.fit(data)

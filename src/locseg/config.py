@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -33,15 +33,16 @@ class LocalizationConfig:
     butterworth_n: float = 2.0  # order of the Butterworth window
     em_iters: int = 10  # EM iterations of the two-component GMM ("L iterations", Algorithm 1)
     em_tol: float = 1e-4  # stop early when the weighted mean log-likelihood gains less than this
-    gmm_init: str = "paper"  # "paper" (mu1 = 0, mu2 ~ U(0,1)) | "window" (mu1 = outside, mu2 = centre)
-    covariance: str = "full"  # "full" | "diag"
-    weights: str = "hard"  # "hard": w = 1[G > threshold] (Algorithm 1) | "soft": w = G
+    # "paper" (mu1 = 0, mu2 ~ U(0,1)) | "window" (mu1 = outside, mu2 = centre)
+    gmm_init: Literal["paper", "window"] = "paper"
+    covariance: Literal["full", "diag"] = "full"
+    weights: Literal["hard", "soft"] = "hard"  # "hard": w = 1[G > threshold] (Algorithm 1) | "soft": w = G
     threshold: float = 0.5
     reg_covar: float = 1e-4  # added to covariance diagonals, as sklearn's reg_covar
-    object_rule: str = "centre"  # which component is the object: "centre" | "second"
+    object_rule: Literal["centre", "second"] = "centre"  # which component is the object: "centre" | "second"
     # L = object responsibility * 1[G > threshold] ("window") | * G ("butterworth") | everywhere ("none",
     # Algorithm 1 line 11 as written); "window" keeps every object mask inside its window
-    restrict: str = "window"
+    restrict: Literal["window", "butterworth", "none"] = "window"
     # GMM weights also multiplied by the scope s (w = 1[G > threshold] * s): pixels already
     # explained by earlier steps stop pulling the clusters (section 2.4's motivation); False = paper
     scope_weights: bool = False
@@ -58,7 +59,7 @@ class LocalizationConfig:
 class SegmenterConfig:
     """The paper's iterative encoder-decoder (sections 2.5-2.6, Algorithm 2, Eq. 1)."""
 
-    arch: str = "vae"  # "vae" (simple data) | "skip_ae" (complex data: Flowers, Atari)
+    arch: Literal["vae", "skip_ae"] = "vae"  # "vae" (simple data) | "skip_ae" (complex data: Flowers, Atari)
     num_slots: int = 6  # K: background + K-1 objects
     latent_dim: int = 32
     channels: tuple[int, ...] = (32, 32, 64, 64)  # encoder widths, one per stride-2 stage
@@ -68,17 +69,18 @@ class SegmenterConfig:
     mask_recon: bool = True  # x_re := m * x_re inside Eq. 1 (section 2.6, last paragraph)
     mask_recon_grad: bool = True  # gradients flow through m in m * x_re (False: m is detached there)
     # x^{gt,(k)} of Eq. 1: "input" (x for every k) | "masked" (m_k * x, the slot's share of the image)
-    recon_target: str = "input"
-    decoder: str = "deconv"  # VAE decoder: "deconv" (last stage 32 channels at full size) | "light"
+    recon_target: Literal["input", "masked"] = "input"
+    # VAE decoder: "deconv" (last stage 32 channels at full size) | "light"
+    decoder: Literal["deconv", "light"] = "deconv"
     # quality normalisation of the background step: "fixed" (sigma1, as Algorithm 2) | "relative"
     # (Q_1 = exp(-e / (2 (bg_sigma_floor + bg_rel_scale * median_pixels(e)))), per image, detached)
-    bg_quality: str = "fixed"
+    bg_quality: Literal["fixed", "relative"] = "fixed"
     bg_rel_scale: float = 4.0
     bg_sigma_floor: float = 0.005
     sigma1_objects: float = 0.0  # sigma1 of the object steps k >= 2 (0: the same sigma1)
     # the background step's decoder: "shared" (g_theta, the paper) | "flat" (one colour per image
     # from a small separate head: it cannot draw sprites)
-    background: str = "shared"
+    background: Literal["shared", "flat"] = "shared"
     localization: LocalizationConfig = field(default_factory=LocalizationConfig)
 
 
@@ -101,13 +103,14 @@ class MonetConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "segmenter"  # "segmenter" (the paper's model) | "monet"
+    name: str = "segmenter"  # a name of locseg.models.MODELS: "segmenter" (the paper's model) | "monet"
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     monet: MonetConfig = field(default_factory=MonetConfig)
 
 
 @dataclass(frozen=True)
 class DataConfig:
+    # the dataset the run is for, a name of locseg.data.DATASETS; training warns when --data holds another
     dataset: str = "multi_dsprites"
     image_size: int = 64  # models see images at image_size x image_size
 
@@ -118,10 +121,10 @@ class TrainConfig:
     batch_size: int = 32
     max_steps: int = 10000
     max_minutes: float = 0.0  # cap on training wall-clock minutes (evaluations excluded), 0 = none
-    optimizer: str = "adam"  # "adam" | "adamw"
+    optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
-    schedule: str = "cosine"  # "cosine" | "constant"
+    schedule: Literal["cosine", "constant"] = "cosine"
     warmup_steps: int = 100
     grad_clip: float = 5.0  # max global gradient norm, 0 = off
     amp: bool = True  # bfloat16 autocast on CUDA only; ignored on CPU
@@ -162,6 +165,12 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return out
 
 
+def _one_of(values: tuple[str, ...] | list[str]) -> str:
+    """``a, b or c``."""
+    values = [str(v) for v in values]
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     if origin is tuple:
@@ -183,6 +192,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{key} must be {_one_of(typing.get_args(hint))}, got {value!r}")
+        return value
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -260,17 +273,36 @@ def save(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
+def choices(cls: type, name: str) -> tuple[str, ...]:
+    """The allowed values of the ``Literal`` field ``name`` of config dataclass ``cls``."""
+    return typing.get_args(typing.get_type_hints(cls)[name])
+
+
+def check_choices(cfg: Any, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` where a ``Literal`` field of ``cfg`` (recursively) holds another value.
+
+    The option lists live only in the ``Literal`` types above; this is the one place they are checked
+    (the config loader calls it, and so does code handed a config built by hand).
+    """
+    for f in dataclasses.fields(cfg):
+        value, hint = getattr(cfg, f.name), typing.get_type_hints(type(cfg))[f.name]
+        if dataclasses.is_dataclass(value):
+            check_choices(value, f"{prefix}{f.name}.")
+        elif typing.get_origin(hint) is Literal:
+            _coerce(value, hint, prefix + f.name)
+
+
 def validate(cfg: Config) -> Config:
     """Check values that types alone do not catch."""
+    from .data import DATASETS
+    from .models import MODELS
+
+    check_choices(cfg)
     seg, loc, tr = cfg.model.segmenter, cfg.model.segmenter.localization, cfg.train
     checks = [
-        (cfg.model.name in ("segmenter", "monet"), f"model.name must be segmenter or monet, got {cfg.model.name!r}"),
-        (seg.arch in ("vae", "skip_ae"), f"model.segmenter.arch must be vae or skip_ae, got {seg.arch!r}"),
+        (cfg.model.name in MODELS, f"model.name must be {_one_of(list(MODELS))}, got {cfg.model.name!r}"),
+        (cfg.data.dataset in DATASETS, f"data.dataset must be {_one_of(DATASETS)}, got {cfg.data.dataset!r}"),
         (seg.num_slots >= 2, "model.segmenter.num_slots must be >= 2"),
-        (seg.recon_target in ("input", "masked"), "model.segmenter.recon_target must be input or masked"),
-        (seg.decoder in ("deconv", "light"), "model.segmenter.decoder must be deconv or light"),
-        (seg.bg_quality in ("fixed", "relative"), "model.segmenter.bg_quality must be fixed or relative"),
-        (seg.background in ("shared", "flat"), "model.segmenter.background must be shared or flat"),
         (seg.bg_rel_scale > 0 and seg.bg_sigma_floor > 0, "bg_rel_scale and bg_sigma_floor must be > 0"),
         (seg.sigma1_objects >= 0, "model.segmenter.sigma1_objects must be >= 0"),
         (cfg.model.monet.num_slots >= 2, "model.monet.num_slots must be >= 2"),
@@ -278,12 +310,6 @@ def validate(cfg: Config) -> Config:
         (loc.sigma1 > 0, "model.segmenter.localization.sigma1 must be > 0"),
         (loc.butterworth_f > 0 and loc.butterworth_n > 0, "butterworth_f and butterworth_n must be > 0"),
         (loc.em_iters >= 1, "model.segmenter.localization.em_iters must be >= 1"),
-        (loc.gmm_init in ("paper", "window"), "localization.gmm_init must be paper or window"),
-        (loc.covariance in ("full", "diag"), "localization.covariance must be full or diag"),
-        (loc.weights in ("hard", "soft"), "localization.weights must be hard or soft"),
-        (loc.object_rule in ("centre", "second"), "localization.object_rule must be centre or second"),
-        (loc.restrict in ("window", "butterworth", "none"),
-         "localization.restrict must be window, butterworth or none"),
         (0 <= loc.threshold < 1, "localization.threshold must be in [0, 1)"),
         (loc.reg_covar > 0, "localization.reg_covar must be > 0"),
         (loc.em_tol >= 0, "localization.em_tol must be >= 0"),
@@ -294,8 +320,6 @@ def validate(cfg: Config) -> Config:
         (tr.max_steps >= 0, "train.max_steps must be >= 0"),
         (tr.eval_images >= 1, "train.eval_images must be >= 1 (set train.eval_every=0 to skip periodic evaluation)"),
         (tr.lr > 0, "train.lr must be > 0"),
-        (tr.optimizer in ("adam", "adamw"), "train.optimizer must be adam or adamw"),
-        (tr.schedule in ("cosine", "constant"), "train.schedule must be cosine or constant"),
     ]
     for ok, message in checks:
         if not ok:

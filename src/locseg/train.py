@@ -331,6 +331,9 @@ class _Run:
         self.test_split = load_split(data_dir, "test") if (Path(data_dir) / "test").is_dir() else None
         if self.test_split is None:
             log.warning("%s has no test split: periodic and final evaluation are skipped", data_dir)
+        found = self.train_split.get("meta", {}).get("dataset")
+        if found is not None and found != cfg.data.dataset:
+            log.warning("data.dataset is %s but %s holds %s", cfg.data.dataset, data_dir, found)
         self.cfg, self.run_dir, self.dev, self.progress, self.size = cfg, run_dir, dev, progress, cfg.data.image_size
 
         seed_everything(tc.seed)

@@ -31,6 +31,18 @@ class ModelOutput:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def pixel_centres(n: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+                  ) -> torch.Tensor:
+    """Normalised coordinates of the centres of ``n`` pixels along one side: (i + 0.5) / n, shape (n,).
+
+    The one pixel-centre convention of locseg (locations, GMM features, priors).
+
+    >>> pixel_centres(4).tolist()
+    [0.125, 0.375, 0.625, 0.875]
+    """
+    return (torch.arange(n, device=device, dtype=dtype) + 0.5) / n  # (n,)
+
+
 def mask_locations(masks: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Mask-weighted centres: (B, K, 1, H, W) or (B, K, H, W) -> (B, K, 2) normalised (y, x).
 
@@ -39,8 +51,7 @@ def mask_locations(masks: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     if masks.dim() == 5:
         masks = masks[:, :, 0]
     H, W = masks.shape[-2:]
-    ys = (torch.arange(H, device=masks.device, dtype=masks.dtype) + 0.5) / H  # (H,)
-    xs = (torch.arange(W, device=masks.device, dtype=masks.dtype) + 0.5) / W  # (W,)
+    ys, xs = pixel_centres(H, masks.device, masks.dtype), pixel_centres(W, masks.device, masks.dtype)  # (H,), (W,)
     total = masks.sum(dim=(-2, -1))  # (B, K)
     cy = (masks.sum(dim=-1) * ys).sum(-1)  # (B, K)
     cx = (masks.sum(dim=-2) * xs).sum(-1)  # (B, K)

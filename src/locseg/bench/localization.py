@@ -105,6 +105,18 @@ def _gmm_problem(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, cfg: 
     return pixels, means, covariances
 
 
+def sklearn_gmm(means: np.ndarray, covariances: np.ndarray, covariance_type: str, max_iter: int, tol: float,
+                reg_covar: float):
+    """The scikit-learn reference of our 2-GMM: an unfitted ``GaussianMixture`` that starts from
+    ``means`` (2, D) and ``covariances`` (2, D, D) or (2, D) with equal weights, as ``fit_gmm`` does."""
+    from sklearn.mixture import GaussianMixture
+
+    precisions = np.linalg.inv(covariances) if covariance_type == "full" else 1.0 / covariances
+    return GaussianMixture(2, covariance_type=covariance_type, reg_covar=reg_covar, max_iter=max_iter, tol=tol,
+                           means_init=means, weights_init=np.array([0.5, 0.5]), precisions_init=precisions,
+                           init_params="random", random_state=0)
+
+
 def _fit_ours(pixels, means, covariances, cfg: LocalizationConfig) -> GMMResult:
     return fit_gmm(pixels.features, pixels.weights, means, covariances_init=covariances,
                    covariance_type=cfg.covariance, reg_covar=cfg.reg_covar, max_iter=cfg.em_iters, tol=cfg.em_tol)
@@ -112,8 +124,6 @@ def _fit_ours(pixels, means, covariances, cfg: LocalizationConfig) -> GMMResult:
 
 def _fit_sklearn(pixels, means, covariances, cfg: LocalizationConfig) -> tuple[list[float], list[int], float]:
     """Fit scikit-learn image by image; returns final mean log-likelihoods, n_iter, seconds."""
-    from sklearn.mixture import GaussianMixture
-
     features = pixels.features.double().numpy()
     selected = (pixels.weights > 0).numpy()
     means_np = means.double().numpy()
@@ -121,11 +131,9 @@ def _fit_sklearn(pixels, means, covariances, cfg: LocalizationConfig) -> tuple[l
     scores, iterations, elapsed = [], [], 0.0
     for b in range(features.shape[0]):
         data = features[b][selected[b]]
-        precisions = np.linalg.inv(cov_np[b]) if cfg.covariance == "full" else 1.0 / cov_np[b]
+        gm = sklearn_gmm(means_np[b], cov_np[b], cfg.covariance, cfg.em_iters, cfg.em_tol, cfg.reg_covar)
         start = time.perf_counter()
-        gm = GaussianMixture(2, covariance_type=cfg.covariance, reg_covar=cfg.reg_covar, max_iter=cfg.em_iters,
-                             tol=cfg.em_tol, means_init=means_np[b], weights_init=np.array([0.5, 0.5]),
-                             precisions_init=precisions, init_params="random", random_state=0).fit(data)
+        gm.fit(data)
         elapsed += time.perf_counter() - start
         scores.append(float(gm.score(data)))
         iterations.append(int(gm.n_iter_))

@@ -26,6 +26,8 @@ class DataError(ValueError):
 
 
 REQUIRED_KEYS = ("images",)
+# every dataset locseg reads or makes; ``meta.json`` names one and ``data.dataset`` of a config too
+DATASETS = ("multi_dsprites", "montezuma", "flowers", "image_folder")
 
 
 def resolve_dataset(root: str | Path, image_size: int | None = None, progress: bool = True) -> Path:

@@ -52,8 +52,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-COVARIANCE_TYPES = ("full", "diag")
-OBJECT_RULES = ("centre", "second")
+from ..config import LocalizationConfig, choices
+from ..types import pixel_centres
+
+COVARIANCE_TYPES = choices(LocalizationConfig, "covariance")  # ("full", "diag")
+OBJECT_RULES = choices(LocalizationConfig, "object_rule")  # ("centre", "second")
 _LOG_2PI = math.log(2.0 * math.pi)
 _SOFTPLUS_LINEAR_ABOVE = 50.0  # softplus(d) = d above this: error exp(-50), far below float64 rounding
 
@@ -83,8 +86,8 @@ def pixel_features(x: torch.Tensor, index: torch.Tensor | None = None) -> torch.
     if index is None:
         index = torch.arange(H * W, device=x.device).expand(B, H * W)  # (B, N)
     colour = x.flatten(2).gather(2, index.unsqueeze(1).expand(B, C, index.shape[1]))  # (B, C, N)
-    ys = (torch.div(index, W, rounding_mode="floor").to(x.dtype) + 0.5) / H  # (B, N)
-    xs = ((index % W).to(x.dtype) + 0.5) / W  # (B, N)
+    ys = pixel_centres(H, x.device, x.dtype)[torch.div(index, W, rounding_mode="floor")]  # (B, N)
+    xs = pixel_centres(W, x.device, x.dtype)[index % W]  # (B, N)
     return torch.cat([colour.mT, ys.unsqueeze(-1), xs.unsqueeze(-1)], dim=-1)  # (B, N, C + 2)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import LocalizationConfig
+from ..config import LocalizationConfig, check_choices
 from .box_filter import box_argmax
 from .butterworth import butterworth_1d, butterworth_radius, butterworth_window
 from .gmm import (
@@ -147,14 +147,6 @@ def window_pixels(x: torch.Tensor, centre: torch.Tensor, window: torch.Tensor,
                         valid=valid, index=index, centre_index=centre_index, whole_image=footprint is None)
 
 
-def _check_config(config: LocalizationConfig) -> None:
-    choices = {"gmm_init": ("paper", "window"), "covariance": ("full", "diag"), "weights": ("hard", "soft"),
-               "object_rule": ("centre", "second"), "restrict": ("window", "butterworth", "none")}
-    for name, allowed in choices.items():
-        if getattr(config, name) not in allowed:
-            raise ValueError(f"LocalizationConfig.{name} must be one of {allowed}, got {getattr(config, name)!r}")
-
-
 def initial_means(pixels: WindowPixels, config: LocalizationConfig,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """The GMM's initial means (B, 2, C + 2) for ``config.gmm_init`` ("paper" or "window").
@@ -277,7 +269,7 @@ def localize(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, config: L
     Raises:
         ValueError: on inconsistent shapes or an invalid config choice.
     """
-    _check_config(config)
+    check_choices(config, "localization.")
     if x.dim() != 4:
         raise ValueError(f"x must be (B, C, H, W), got shape {tuple(x.shape)}")
     if not x.is_floating_point():

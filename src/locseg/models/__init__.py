@@ -33,4 +33,4 @@ def build_model(cfg: ModelConfig, image_size: int) -> nn.Module:
 
 def num_slots(cfg: ModelConfig) -> int:
     """K of the configured model."""
-    return cfg.segmenter.num_slots if cfg.name == "segmenter" else cfg.monet.num_slots
+    return getattr(cfg, cfg.name).num_slots  # every model has a config section named like it

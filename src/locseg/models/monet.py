@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from locseg.config import MonetConfig
+from locseg.models.networks import kl_normal, sample_normal
 from locseg.types import ModelOutput, mask_locations
 
 __all__ = [
@@ -100,22 +101,6 @@ def mixture_nll(x: Tensor, means: Tensor, log_masks: Tensor, sigmas: Tensor) -> 
     log_norm = -0.5 * z.square() - torch.log(sig) - 0.5 * math.log(2.0 * math.pi)  # (B, K, C, H, W)
     log_lik = log_masks + log_norm.sum(dim=2)  # (B, K, H, W)
     return -torch.logsumexp(log_lik, dim=1).flatten(1).sum(1)  # (B,)
-
-
-def kl_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    """``KL(N(mu, exp(logvar)) || N(0, I))`` summed over the last dimension.
-
-    Args:
-        mu: (..., D) posterior means.
-        logvar: (..., D) posterior log-variances.
-
-    Returns:
-        (...) the KL divergence in nats.
-
-    >>> kl_normal(torch.zeros(2, 3), torch.zeros(2, 3))
-    tensor([0., 0.])
-    """
-    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(-1)  # (...)
 
 
 def kl_masks(log_masks: Tensor, log_decoded: Tensor) -> Tensor:
@@ -394,10 +379,7 @@ class Monet(nn.Module):
 
         enc_in = torch.cat([x.unsqueeze(1).expand(B, K, 3, H, W), log_masks.unsqueeze(2)], dim=2)  # (B, K, 4, H, W)
         mu, logvar = self.vae.encode(enc_in.reshape(B * K, 4, H, W))  # (B*K, D) x2
-        if self.training:
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # (B*K, D)
-        else:
-            z = mu  # (B*K, D)
+        z = sample_normal(mu, logvar, self.training)  # (B*K, D)
         decoded = self.vae.decode(z).view(B, K, 4, H, W)  # (B, K, 4, H, W)
         means = torch.sigmoid(decoded[:, :, :3])  # (B, K, 3, H, W)
         log_decoded = F.log_softmax(decoded[:, :, 3], dim=1)  # (B, K, H, W)

@@ -11,6 +11,27 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, exp(logvar)) || N(0, I))`` summed over the last dimension.
+
+    Args:
+        mu: (..., D) posterior means.
+        logvar: (..., D) posterior log-variances.
+
+    Returns:
+        (...) the KL divergence in nats.
+
+    >>> kl_normal(torch.zeros(2, 3), torch.zeros(2, 3))
+    tensor([0., 0.])
+    """
+    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(-1)  # (...)
+
+
+def sample_normal(mean: torch.Tensor, logvar: torch.Tensor, training: bool) -> torch.Tensor:
+    """A reparameterised draw z = mean + eps * exp(logvar / 2) in training, the mean otherwise; (..., D)."""
+    return mean + torch.randn_like(mean) * (0.5 * logvar).exp() if training else mean  # (..., D)
+
+
 def _conv_block(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(1, cout), nn.SiLU())
 
@@ -61,8 +82,8 @@ class ConvVAE(nn.Module):
         stats = self.to_latent(self.encoder(inputs))  # (B, 2Z)
         mean, logvar = stats.chunk(2, dim=1)  # (B, Z) each
         logvar = logvar.clamp(-10.0, 10.0)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if self.training else mean  # (B, Z)
-        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)  # (B,)
+        z = sample_normal(mean, logvar, self.training)  # (B, Z)
+        kl = kl_normal(mean, logvar)  # (B,)
         h = self.from_latent(z).view(-1, self.channels[-1], self.side, self.side)  # (B, C, h, w)
         return torch.sigmoid(self.decoder(h)), kl  # (B, 3, H, W), (B,)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ..types import pixel_centres
+
 
 def whole_image_mask(B: int, H: int, W: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Every pixel foreground.
@@ -50,7 +52,7 @@ def centred_ellipse_mask(B: int, H: int, W: int, fraction: float = 0.75,
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    y = (torch.arange(H, device=device, dtype=torch.float32) + 0.5) / H - 0.5  # (H,)
-    x = (torch.arange(W, device=device, dtype=torch.float32) + 0.5) / W - 0.5  # (W,)
+    y = pixel_centres(H, device) - 0.5  # (H,)
+    x = pixel_centres(W, device) - 0.5  # (W,)
     r = (y[:, None] ** 2 + x[None, :] ** 2) / (fraction / 2) ** 2  # (H, W)
     return (r <= 1.0).float().expand(B, H, W).contiguous()  # (B, H, W)
