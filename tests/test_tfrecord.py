@@ -10,6 +10,7 @@ import pytest
 
 from locseg.data import DataError, load_split
 from locseg.data import multi_dsprites as md
+from locseg.data import multi_dsprites_official as official
 from locseg.data import tfrecord as tfr
 
 
@@ -31,7 +32,7 @@ def _masked_reference(data: bytes) -> int:
 def _official_samples(variant: str, num: int, seed: int) -> tuple[list[dict], dict]:
     """Scenes from our generator, laid out like the official files (entity 0 = background)."""
     data = md.generate_split(variant, num, seed)
-    k, c = tfr.NUM_ENTITIES[variant], tfr.CHANNELS[variant]
+    k, c = official.NUM_ENTITIES[variant], official.CHANNELS[variant]
     samples = []
     for i in range(num):
         labels = data["labels"][i]
@@ -72,11 +73,11 @@ def test_masked_crc32c_matches_reference():
 def test_round_trip_is_exact(tmp_path, variant):
     samples, _ = _official_samples(variant, 5, seed=3)
     path = tmp_path / f"multi_dsprites_{variant}.tfrecords"
-    assert tfr.write_example_records(path, samples, variant) == 5
+    assert official.write_example_records(path, samples, variant) == 5
     assert path.read_bytes()[:2] == b"\x1f\x8b"  # the whole file is gzip, framing included
-    back = list(tfr.read_records(path, variant))
+    back = list(official.read_records(path, variant))
     assert len(back) == 5
-    k, c = tfr.NUM_ENTITIES[variant], tfr.CHANNELS[variant]
+    k, c = official.NUM_ENTITIES[variant], official.CHANNELS[variant]
     for got, want in zip(back, samples, strict=True):
         assert got["image"].shape == (64, 64, c) and got["image"].dtype == np.uint8
         assert got["mask"].shape == (k, 64, 64, 1) and got["mask"].dtype == np.uint8
@@ -88,7 +89,7 @@ def test_round_trip_is_exact(tmp_path, variant):
 def test_wire_format_of_the_written_example():
     """The writer produces the official encoding: pixels as a bytes_list of one-byte strings."""
     samples, _ = _official_samples("colored_on_grayscale", 1, seed=0)
-    payload = tfr.encode_sample(samples[0], "colored_on_grayscale")
+    payload = official.encode_sample(samples[0], "colored_on_grayscale")
     feats = tfr.parse_example(payload)
     assert set(feats) == {"image", "mask", "x", "y", "shape", "scale", "orientation", "visibility", "color"}
     assert isinstance(feats["image"], list) and len(feats["image"]) == 64 * 64 * 3
@@ -122,12 +123,12 @@ def test_hand_built_example_with_unpacked_floats_and_generic_bytes(tmp_path):
 
     feats = {"image": bytes_feature(image), "mask": bytes_feature(mask_hwk),
              "color": float_feature_unpacked(np.arange(k * c) / 10)}
-    for i, name in enumerate(tfr.FLOAT_FEATURES):
+    for i, name in enumerate(official.FLOAT_FEATURES):
         feats[name] = float_feature_unpacked(np.full(k, i, np.float32))
     payload = ld(1, b"".join(ld(1, ld(1, n.encode()) + ld(2, f)) for n, f in feats.items()))
     path = tmp_path / "hand.tfrecords"
     _write_raw_records(path, [payload, payload])
-    got = list(tfr.read_records(path, "binarized"))
+    got = list(official.read_records(path, "binarized"))
     assert len(got) == 2
     np.testing.assert_array_equal(got[0]["image"], image)
     np.testing.assert_array_equal(got[0]["mask"], np.transpose(mask_hwk, (2, 0, 1, 3)))
@@ -138,16 +139,16 @@ def test_hand_built_example_with_unpacked_floats_and_generic_bytes(tmp_path):
 def test_uncompressed_files_are_read_too(tmp_path):
     samples, _ = _official_samples("binarized", 2, seed=1)
     path = tmp_path / "plain.tfrecords"
-    tfr.write_example_records(path, samples, "binarized", compress=False)
+    official.write_example_records(path, samples, "binarized", compress=False)
     assert path.read_bytes()[:2] != b"\x1f\x8b"
-    assert len(list(tfr.read_records(path, "binarized"))) == 2
+    assert len(list(official.read_records(path, "binarized"))) == 2
 
 
 def _stream_bytes(samples, variant):
     return b"".join(
         struct.pack("<Q", len(p)) + struct.pack("<I", _masked_reference(struct.pack("<Q", len(p)))) + p
         + struct.pack("<I", _masked_reference(p))
-        for p in (tfr.encode_sample(s, variant) for s in samples))
+        for p in (official.encode_sample(s, variant) for s in samples))
 
 
 def test_crc_mismatch_is_detected_with_record_index(tmp_path):
@@ -157,7 +158,7 @@ def test_crc_mismatch_is_detected_with_record_index(tmp_path):
     raw[rec + 12 + 500] ^= 0x01  # flip one payload bit of record 1
     path = tmp_path / "bad_crc.tfrecords"
     path.write_bytes(gzip.compress(bytes(raw)))
-    it = tfr.read_records(path, "binarized")
+    it = official.read_records(path, "binarized")
     next(it)  # record 0 is fine
     with pytest.raises(DataError, match="CRC mismatch in the payload of record 1"):
         next(it)
@@ -165,7 +166,7 @@ def test_crc_mismatch_is_detected_with_record_index(tmp_path):
     raw[2 * rec + 9] ^= 0xFF  # corrupt the length CRC of record 2
     path.write_bytes(gzip.compress(bytes(raw)))
     with pytest.raises(DataError, match="CRC mismatch in the length of record 2"):
-        list(tfr.read_records(path, "binarized"))
+        list(official.read_records(path, "binarized"))
 
 
 def test_truncation_and_bad_gzip_are_detected(tmp_path):
@@ -174,17 +175,17 @@ def test_truncation_and_bad_gzip_are_detected(tmp_path):
     path = tmp_path / "short.tfrecords"
     path.write_bytes(gzip.compress(raw[:-100]))  # record 1 cut inside its payload
     with pytest.raises(DataError, match=r"truncated file: record 1 payload"):
-        list(tfr.read_records(path, "binarized"))
+        list(official.read_records(path, "binarized"))
     path.write_bytes(gzip.compress(raw[: len(raw) // 2 + 5]))  # cut inside record 1's header
     with pytest.raises(DataError, match=r"truncated file: record 1"):
-        list(tfr.read_records(path, "binarized"))
+        list(official.read_records(path, "binarized"))
     whole = gzip.compress(raw)
     path.write_bytes(whole[: len(whole) // 2])  # the gzip stream itself is cut
     with pytest.raises(DataError, match="gzip"):
-        list(tfr.read_records(path, "binarized"))
+        list(official.read_records(path, "binarized"))
     path.write_bytes(b"\x1f\x8b" + b"not gzip at all" * 10)
     with pytest.raises(DataError, match="gzip"):
-        list(tfr.read_records(path, "binarized"))
+        list(official.read_records(path, "binarized"))
 
 
 def test_convert_matches_the_generator(tmp_path):
@@ -192,8 +193,8 @@ def test_convert_matches_the_generator(tmp_path):
     variant = "colored_on_grayscale"
     samples, data = _official_samples(variant, 7, seed=5)
     path = tmp_path / "md.tfrecords"
-    tfr.write_example_records(path, samples, variant)
-    info = tfr.convert(path, variant, tmp_path / "ds", num_train=None, num_test=3, progress=False)
+    official.write_example_records(path, samples, variant)
+    info = official.convert(path, variant, tmp_path / "ds", num_train=None, num_test=3, progress=False)
     assert info["counts"] == {"test": 3, "train": 4}
     test, train = load_split(tmp_path / "ds", "test"), load_split(tmp_path / "ds", "train")
     assert train["meta"]["first_record"] == 3 and train["meta"]["max_objects"] == 5
@@ -209,28 +210,28 @@ def test_convert_matches_the_generator(tmp_path):
 def test_convert_binarized_expands_to_three_channels_and_counts(tmp_path):
     samples, data = _official_samples("binarized", 6, seed=8)
     path = tmp_path / "b.tfrecords"
-    tfr.write_example_records(path, samples, "binarized")
-    tfr.convert(path, "binarized", tmp_path / "ds", num_train=2, num_test=3, progress=False)
+    official.write_example_records(path, samples, "binarized")
+    official.convert(path, "binarized", tmp_path / "ds", num_train=2, num_test=3, progress=False)
     train = load_split(tmp_path / "ds", "train")
     assert train["images"].shape == (2, 64, 64, 3) and train["colour"].shape == (2, 3, 3)
     np.testing.assert_array_equal(train["images"], data["images"][3:5])
     with pytest.raises(DataError, match="too few records"):
-        tfr.convert(path, "binarized", tmp_path / "ds2", num_train=10, num_test=3, progress=False)
+        official.convert(path, "binarized", tmp_path / "ds2", num_train=10, num_test=3, progress=False)
     assert not (tmp_path / "ds2").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ds2")]
     with pytest.raises(DataError, match="not empty"):
-        tfr.convert(path, "binarized", tmp_path / "ds", num_test=3, progress=False)
+        official.convert(path, "binarized", tmp_path / "ds", num_test=3, progress=False)
     with pytest.raises(ValueError, match="unknown Multi-dSprites variant"):
-        tfr.convert(path, "tetrominoes", tmp_path / "ds3", progress=False)
+        official.convert(path, "tetrominoes", tmp_path / "ds3", progress=False)
     with pytest.raises(ValueError, match="num_test"):
-        tfr.convert(path, "binarized", tmp_path / "ds3", num_test=0, progress=False)
+        official.convert(path, "binarized", tmp_path / "ds3", num_test=0, progress=False)
     with pytest.raises(DataError, match="not found"):
-        tfr.convert(tmp_path / "missing.tfrecords", "binarized", tmp_path / "ds3", progress=False)
+        official.convert(tmp_path / "missing.tfrecords", "binarized", tmp_path / "ds3", progress=False)
 
 
 def test_wrong_variant_gives_a_clear_error(tmp_path):
     samples, _ = _official_samples("binarized", 1, seed=0)
     path = tmp_path / "b.tfrecords"
-    tfr.write_example_records(path, samples, "binarized")
+    official.write_example_records(path, samples, "binarized")
     with pytest.raises(DataError, match=r"record 0: feature 'image' has 4096 one-byte strings, expected 12288"):
-        list(tfr.read_records(path, "colored_on_grayscale"))
+        list(official.read_records(path, "colored_on_grayscale"))

@@ -87,12 +87,13 @@ def cmd_convert(args: argparse.Namespace) -> None:
                                     progress=not args.no_progress)
         print(f"converted {info['counts']} images ({'with' if info['masks'] else 'without'} masks) to {args.out}")
         return
-    from .data import tfrecord
+    from .data import multi_dsprites_official
 
     if args.file is None or args.variant is None:
         raise ValueError("convert multi-dsprites needs FILE.tfrecords and --variant")
-    info = tfrecord.convert(args.file, args.variant, args.out, num_train=args.num_train, num_test=args.num_test,
-                            overwrite=args.overwrite, progress=not args.no_progress)
+    info = multi_dsprites_official.convert(args.file, args.variant, args.out, num_train=args.num_train,
+                                           num_test=args.num_test, overwrite=args.overwrite,
+                                           progress=not args.no_progress)
     print(f"converted {args.file} to {args.out}: {info}")
 
 

@@ -46,7 +46,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from locseg.data import DataError, write_split
-from locseg.data.multi_dsprites import atomic_output_dir, label_statistics
+from locseg.data.io import atomic_output_dir, label_statistics
 
 log = logging.getLogger(__name__)
 

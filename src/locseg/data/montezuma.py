@@ -54,7 +54,7 @@ import numpy as np
 from tqdm import tqdm
 
 from locseg.data import DataError, write_split
-from locseg.data.multi_dsprites import _split_seeds, atomic_output_dir, label_statistics
+from locseg.data.io import atomic_output_dir, label_statistics, split_seeds
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +321,7 @@ def generate(
     from importlib.metadata import version
 
     spread = SPREAD_FRAMES if spread is None else int(spread)
-    seeds = _split_seeds(seed, tuple(counts))
+    seeds = split_seeds(seed, tuple(counts))
     with atomic_output_dir(out_dir, overwrite) as tmp:
         for split, count in counts.items():
             t = time.perf_counter()

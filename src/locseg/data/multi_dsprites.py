@@ -39,12 +39,7 @@ M = ``max_objects`` slots (slot j is label j + 1, in painting order; absent slot
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +47,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from locseg.data import DataError, is_dataset_dir, write_split
 from locseg.data import dsprites as D
+from locseg.data import write_split
+from locseg.data.io import atomic_output_dir, label_statistics, split_seeds
 
 log = logging.getLogger(__name__)
 
@@ -186,33 +182,6 @@ def paint(
     return labels
 
 
-def label_statistics(labels: np.ndarray, max_objects: int) -> tuple[np.ndarray, np.ndarray]:
-    """Visibility and visible-pixel centroids of the objects in label maps.
-
-    Args:
-        labels: (B, H, W) int, 0 background, 1..max_objects objects.
-        max_objects: M, number of object slots.
-
-    Returns:
-        ``(visibility, centres)``: (B, M) bool, whether label j + 1 occurs; (B, M, 2) float32
-        centroid (y, x) of its pixels, pixel centres at ``(row + 0.5) / H``, ``(col + 0.5) / W``,
-        NaN where the label does not occur.
-    """
-    b, h, w = labels.shape
-    k = max_objects + 1
-    flat = (np.arange(b, dtype=np.int64)[:, None, None] * k + labels).reshape(-1)  # (B*H*W,)
-    rows = np.broadcast_to((np.arange(h, dtype=np.float64)[:, None] + 0.5) / h, (b, h, w)).reshape(-1)
-    cols = np.broadcast_to((np.arange(w, dtype=np.float64)[None, :] + 0.5) / w, (b, h, w)).reshape(-1)
-    count = np.bincount(flat, minlength=b * k).reshape(b, k)[:, 1:]  # (B, M)
-    sum_r = np.bincount(flat, weights=rows, minlength=b * k).reshape(b, k)[:, 1:]  # (B, M)
-    sum_c = np.bincount(flat, weights=cols, minlength=b * k).reshape(b, k)[:, 1:]  # (B, M)
-    visible = count > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        centres = np.stack([sum_r / count, sum_c / count], -1)  # (B, M, 2)
-    centres[~visible] = np.nan
-    return visible, centres.astype(np.float32)
-
-
 def _check_count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -265,73 +234,6 @@ def generate_split(variant: str, num: int, seed: int, progress: bool = False) ->
     return out
 
 
-def _split_seeds(seed: int, names: tuple[str, ...]) -> dict[str, int]:
-    """Independent 63-bit seeds per split, derived from ``seed`` with ``SeedSequence.spawn``."""
-    children = np.random.SeedSequence(seed).spawn(len(names))
-    return {n: int(c.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for n, c in zip(names, children,
-                                                                                          strict=True)}
-
-
-def _prepare_output(out_dir: Path, overwrite: bool) -> Path:
-    """Check ``out_dir`` can be (re)placed; return a fresh temporary sibling directory."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"output path exists and is not a directory: {out_dir}")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise DataError(f"output directory {out_dir} exists and is not empty (pass overwrite=True to replace it)")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_dataset_dir(out_dir):
-        raise DataError(f"refusing to overwrite {out_dir}: it is not empty and holds no locseg dataset (split "
-                        "folders with meta.json); remove it yourself or choose another output directory")
-    parent = out_dir.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
-    except OSError as e:
-        raise DataError(f"cannot write to {parent}: {e}") from None
-
-
-def _commit_output(tmp: Path, out_dir: Path) -> None:
-    """Move a complete temporary directory into place, replacing ``out_dir`` if present."""
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        old.rmdir()
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
-
-
-@contextmanager
-def atomic_output_dir(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Build a dataset directory atomically: yield a temporary sibling, rename it into place at the end.
-
-    If the body raises (or is interrupted with Ctrl-C) the temporary directory is removed and
-    ``out_dir`` is left as it was. With ``overwrite`` an existing ``out_dir`` is replaced only
-    once the new one is complete.
-
-    Args:
-        out_dir: dataset directory to create.
-        overwrite: replace an existing non-empty ``out_dir``.
-
-    Yields:
-        the temporary directory to write the splits into.
-
-    Raises:
-        DataError: ``out_dir`` exists and is not empty (without ``overwrite``), is not a
-            directory, or cannot be written.
-    """
-    out_dir = Path(out_dir)
-    tmp = _prepare_output(out_dir, overwrite)
-    try:
-        yield tmp
-        _commit_output(tmp, out_dir)
-    except OSError as e:
-        raise DataError(f"cannot write dataset to {out_dir}: {e}") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def generate(
     out_dir: str | Path,
     variant: str,
@@ -370,7 +272,7 @@ def generate(
     t0 = time.perf_counter()
     spec = get_spec(variant)
     counts = {"train": _check_count("num_train", num_train), "test": _check_count("num_test", num_test)}
-    seeds = _split_seeds(seed, tuple(counts))
+    seeds = split_seeds(seed, tuple(counts))
 
     with atomic_output_dir(out_dir, overwrite) as tmp:
         for split, count in counts.items():
