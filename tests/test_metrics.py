@@ -12,6 +12,7 @@ import torch
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
 from locseg import metrics
+from locseg.metrics import _tables, covering, labels, locations, mutual_info, overlap, rand_index, summary
 
 # --------------------------------------------------------------------------- references
 
@@ -129,13 +130,14 @@ def test_chunking_and_id_paths_do_not_change_scores(monkeypatch):
     pred = _random_labels(rng, (5, 24, 24), 9, skew=True)
     expected = metrics.label_scores(true, pred, ignore_index=0)
     # tiny limits: one image per chunk, per-image ids through a sort, masked ignored pixels, small EMI steps
-    for name, value in [("_MAX_PIXELS", 1), ("_MAX_TABLE", 1), ("_MAX_DENSE_SPAN", 4), ("_FEW_LABELS", 2),
-                        ("_EMI_CHUNK", 7)]:
-        monkeypatch.setattr(metrics, name, value)
+    for module, name, value in [(_tables, "_MAX_PIXELS", 1), (_tables, "_MAX_TABLE", 1),
+                                (_tables, "_MAX_DENSE_SPAN", 4), (_tables, "_FEW_LABELS", 2),
+                                (mutual_info, "_EMI_CHUNK", 7)]:
+        monkeypatch.setattr(module, name, value)
     got = metrics.label_scores(true, pred, ignore_index=0)
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-12)
-    monkeypatch.setattr(metrics, "_MAX_DENSE_SPAN", 1000)  # per-image ids through a presence table
+    monkeypatch.setattr(_tables, "_MAX_DENSE_SPAN", 1000)  # per-image ids through a presence table
     got = metrics.label_scores(true, pred, ignore_index=0)
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-12)
@@ -145,8 +147,8 @@ def test_emi_tail_window_equals_the_full_sum():
     a = torch.tensor([[20000, 10000, 3000, 500, 100, 1], [1, 1, 1, 1, 1, 0]])  # (2, 6) cluster sizes
     b = torch.tensor([[15000, 15000, 3000, 600, 1], [2, 2, 1, 0, 0]])  # (2, 5)
     total = a.sum(1)
-    windowed = metrics._expected_mutual_info(a, b, total)
-    full = metrics._expected_mutual_info(a, b, total, tail=None)
+    windowed = mutual_info._expected_mutual_info(a, b, total)
+    full = mutual_info._expected_mutual_info(a, b, total, tail=None)
     torch.testing.assert_close(windowed, full, rtol=1e-13, atol=0)
 
 
@@ -382,9 +384,12 @@ def test_aggregate_leaves_out_and_counts_undefined_images():
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(metrics, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 10
-    assert result.failed == 0
+    attempted = failed = 0
+    for module in (metrics, _tables, rand_index, mutual_info, covering, labels, overlap, locations, summary):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        attempted, failed = attempted + result.attempted, failed + result.failed
+    assert attempted > 10
+    assert failed == 0
 
 
 def test_benchmark_quick_run_reports_numbers():
