@@ -7,7 +7,6 @@ renamed into place, and read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from torch import nn
 from . import __version__
 from . import config as config_lib
 from .config import Config
+from .io import atomic_file
 
 
 class CheckpointError(ValueError):
@@ -40,7 +40,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save(path: str | Path, *, model: nn.Module, cfg: Config, step: int,
          optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
          extra: dict[str, Any] | None = None) -> None:
-    """Write a checkpoint atomically (temporary file in the same folder, then rename)."""
+    """Write a checkpoint atomically (:func:`locseg.io.atomic_file`: temporary file beside it, then rename)."""
     path = Path(path)
     payload = {
         "version": __version__,
@@ -52,12 +52,8 @@ def save(path: str | Path, *, model: nn.Module, cfg: Config, step: int,
         "rng": rng_state(),
         "extra": extra or {},
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_file(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # only left when writing failed or was interrupted
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

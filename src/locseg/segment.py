@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
 from .inference import predict, resize_masks
+from .io import atomic_file
 from .types import mask_locations
 
 log = logging.getLogger(__name__)
@@ -198,59 +197,56 @@ def segment_to_npz(model: nn.Module, inputs: str | Path, out: str | Path, size: 
     stacked = len(set(shapes.values())) == 1
     created_parent = not out.parent.exists()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        num_slots, locations, areas = None, [], []
-        labels_mm = masks_member = None
-        zf = zipfile.ZipFile(tmp / out.name, mode="w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
-        bar = tqdm(total=len(sources), desc="segment", unit="img", disable=None if progress else True)
-        with zf, bar, contextlib.ExitStack() as members:  # members close before the zip file does
-            for start in range(0, len(sources), batch_size):
-                chunk = sources[start:start + batch_size]
-                pred = predict(model, [load() for _, load in chunk], device, size, batch_size, seed)
-                for j, ((name, load), masks) in enumerate(zip(chunk, pred["masks"], strict=True)):
-                    i = start + j
-                    result = _full_size(masks, *shapes[name])
-                    if num_slots is None and stacked:
-                        num_slots = len(masks)
-                        shape = (len(sources), num_slots, *shapes[name])
-                        masks_member = members.enter_context(zf.open("masks.npy", "w", force_zip64=True))
-                        np.lib.format.write_array_header_2_0(masks_member, {
-                            "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
-                            "shape": shape})
-                        labels_mm = np.lib.format.open_memmap(tmp / "labels.npy", mode="w+", dtype=np.uint8,
-                                                              shape=(len(sources), *shapes[name]))
-                    if stacked:
-                        masks_member.write(result["masks"].reshape(-1).view(np.uint8))  # rows of masks.npy
-                        labels_mm[i] = result["labels"]
-                    else:
-                        _write_npy(zf, f"labels_{i}", result["labels"])
-                        _write_npy(zf, f"masks_{i}", result["masks"])
-                    locations.append(result["locations"])
-                    areas.append(result["areas"])
-                    if png is not None:
-                        viz.segment_overlays([load()], [result], [name], tmp / "png", start=i)
-                    bar.update(1)
-            if stacked:
-                masks_member.close()
-                labels_mm.flush()
-                _write_npy(zf, "labels", labels_mm)
-                del labels_mm
-            _write_npy(zf, "locations", np.stack(locations))
-            _write_npy(zf, "areas", np.stack(areas))
-            _write_npy(zf, "names", np.asarray([name for name, _ in sources]))
-        os.replace(tmp / out.name, out)
-        if png is not None:
-            Path(png).mkdir(parents=True, exist_ok=True)
-            for p in sorted((tmp / "png").iterdir()):
-                shutil.move(str(p), Path(png) / p.name)
+        with atomic_file(out) as npz:  # out appears complete, or not at all
+            tmp = npz.parent  # a scratch folder private to this write: labels.npy, overlays
+            num_slots, locations, areas = None, [], []
+            labels_mm = masks_member = None
+            zf = zipfile.ZipFile(npz, mode="w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+            bar = tqdm(total=len(sources), desc="segment", unit="img", disable=None if progress else True)
+            with zf, bar, contextlib.ExitStack() as members:  # members close before the zip file does
+                for start in range(0, len(sources), batch_size):
+                    chunk = sources[start:start + batch_size]
+                    pred = predict(model, [load() for _, load in chunk], device, size, batch_size, seed)
+                    for j, ((name, load), masks) in enumerate(zip(chunk, pred["masks"], strict=True)):
+                        i = start + j
+                        result = _full_size(masks, *shapes[name])
+                        if num_slots is None and stacked:
+                            num_slots = len(masks)
+                            shape = (len(sources), num_slots, *shapes[name])
+                            masks_member = members.enter_context(zf.open("masks.npy", "w", force_zip64=True))
+                            np.lib.format.write_array_header_2_0(masks_member, {
+                                "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                                "shape": shape})
+                            labels_mm = np.lib.format.open_memmap(tmp / "labels.npy", mode="w+", dtype=np.uint8,
+                                                                  shape=(len(sources), *shapes[name]))
+                        if stacked:
+                            masks_member.write(result["masks"].reshape(-1).view(np.uint8))  # rows of masks.npy
+                            labels_mm[i] = result["labels"]
+                        else:
+                            _write_npy(zf, f"labels_{i}", result["labels"])
+                            _write_npy(zf, f"masks_{i}", result["masks"])
+                        locations.append(result["locations"])
+                        areas.append(result["areas"])
+                        if png is not None:
+                            viz.segment_overlays([load()], [result], [name], tmp / "png", start=i)
+                        bar.update(1)
+                if stacked:
+                    masks_member.close()
+                    labels_mm.flush()
+                    _write_npy(zf, "labels", labels_mm)
+                    del labels_mm
+                _write_npy(zf, "locations", np.stack(locations))
+                _write_npy(zf, "areas", np.stack(areas))
+                _write_npy(zf, "names", np.asarray([name for name, _ in sources]))
+            if png is not None:
+                Path(png).mkdir(parents=True, exist_ok=True)
+                for p in sorted((tmp / "png").iterdir()):
+                    shutil.move(str(p), Path(png) / p.name)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
         if created_parent:
             with contextlib.suppress(OSError):
                 out.parent.rmdir()
         raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {"out": out, "written": len(sources), "skipped": skipper.skipped,
             "layout": "stacked" if stacked else "per_image"}

@@ -31,9 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -47,6 +45,7 @@ from tqdm import tqdm
 
 from locseg.data import DataError, write_split
 from locseg.data.io import atomic_output_dir, label_statistics
+from locseg.io import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -358,19 +357,15 @@ def _safe_members(tar: tarfile.TarFile, folder: str, archive: Path) -> list[tarf
 
 
 def _extract(archive: Path, folder: str, root: Path) -> None:
-    """Unpack ``archive``'s ``folder/`` into ``root/folder`` atomically (temporary sibling, then rename)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder}.tmp-", dir=root))
-    try:
+    """Unpack ``archive``'s ``folder/`` into ``root/folder`` atomically (:func:`locseg.io.atomic_file`)."""
+    with atomic_file(root / folder) as tmp:  # tmp is .../folder: the members' own top folder
         try:
             with tarfile.open(archive, "r:*") as tar:
                 members = _safe_members(tar, folder, archive)
                 kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                tar.extractall(tmp, members=members, **kwargs)
+                tar.extractall(tmp.parent, members=members, **kwargs)
         except (tarfile.TarError, EOFError, OSError) as e:
             raise DataError(f"cannot unpack {archive} (corrupt?): {e}") from None
-        os.replace(tmp / folder, root / folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def download(root: str | Path, base_url: str = BASE_URL, files: tuple[RemoteFile, ...] = FILES,

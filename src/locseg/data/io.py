@@ -1,5 +1,6 @@
-"""Dataset-independent writing: atomic dataset directories, streaming ``.npy`` files, split seeds,
-and the object statistics every labelled dataset stores (``visibility``, ``centres``).
+"""Dataset-independent writing: atomic dataset directories (over :func:`locseg.io.atomic_file`),
+streaming ``.npy`` files, split seeds, and the object statistics every labelled dataset stores
+(``visibility``, ``centres``).
 
 Each dataset module (:mod:`~locseg.data.multi_dsprites`, :mod:`~locseg.data.montezuma`,
 :mod:`~locseg.data.flowers`, :mod:`~locseg.data.image_folder`) reads or makes its images and labels
@@ -8,10 +9,7 @@ and writes them with these; :func:`locseg.data.write_split` writes one split fol
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from locseg.data import DataError, is_dataset_dir
+from locseg.io import atomic_file
 
 
-def _prepare_output(out_dir: Path, overwrite: bool) -> Path:
-    """Check ``out_dir`` can be (re)placed; return a fresh temporary sibling directory."""
+def _check_output(out_dir: Path, overwrite: bool) -> None:
+    """Check ``out_dir`` can be (re)placed and create its parent folder."""
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"output path exists and is not a directory: {out_dir}")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
@@ -30,33 +29,20 @@ def _prepare_output(out_dir: Path, overwrite: bool) -> Path:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not is_dataset_dir(out_dir):
         raise DataError(f"refusing to overwrite {out_dir}: it is not empty and holds no locseg dataset (split "
                         "folders with meta.json); remove it yourself or choose another output directory")
-    parent = out_dir.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DataError(f"cannot write to {parent}: {e}") from None
-
-
-def _commit_output(tmp: Path, out_dir: Path) -> None:
-    """Move a complete temporary directory into place, replacing ``out_dir`` if present."""
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        old.rmdir()
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
+        raise DataError(f"cannot write to {out_dir.parent}: {e}") from None
 
 
 @contextmanager
 def atomic_output_dir(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Build a dataset directory atomically: yield a temporary sibling, rename it into place at the end.
+    """Build a dataset directory atomically: yield a temporary folder, renamed into place at the end.
 
-    If the body raises (or is interrupted with Ctrl-C) the temporary directory is removed and
-    ``out_dir`` is left as it was. With ``overwrite`` an existing ``out_dir`` is replaced only
-    once the new one is complete.
+    A dataset directory through :func:`locseg.io.atomic_file`. If the body raises (or is
+    interrupted with Ctrl-C) the temporary folder is removed and ``out_dir`` is left as it was.
+    With ``overwrite`` an existing ``out_dir`` (a locseg dataset, or empty) is replaced only once
+    the new one is complete.
 
     Args:
         out_dir: dataset directory to create.
@@ -66,19 +52,17 @@ def atomic_output_dir(out_dir: str | Path, overwrite: bool = False) -> Iterator[
         the temporary directory to write the splits into.
 
     Raises:
-        DataError: ``out_dir`` exists and is not empty (without ``overwrite``), is not a
-            directory, or cannot be written.
+        DataError: ``out_dir`` exists and is not empty (without ``overwrite``), holds something
+            other than a dataset, is not a directory, or cannot be written.
     """
     out_dir = Path(out_dir)
-    tmp = _prepare_output(out_dir, overwrite)
+    _check_output(out_dir, overwrite)
     try:
-        yield tmp
-        _commit_output(tmp, out_dir)
+        with atomic_file(out_dir, replace_directory=True) as tmp:
+            tmp.mkdir()
+            yield tmp
     except OSError as e:
         raise DataError(f"cannot write dataset to {out_dir}: {e}") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class NpyAppender:
