@@ -22,8 +22,9 @@ import torch
 from locseg import config as config_lib
 from locseg import metrics
 from locseg.data import multi_dsprites
+from locseg.inference import to_tensor
 from locseg.models import build_model
-from locseg.train import to_tensor
+from locseg.train import train_step
 
 
 def main() -> None:
@@ -60,13 +61,11 @@ def main() -> None:
     start, step = time.time(), 0
     while time.time() - start < minutes * 60:
         x = to_tensor(train[np.sort(rng.integers(0, len(train), cfg.train.batch_size))], "cpu", 64)
-        out = model(x)
-        opt.zero_grad()
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        opt.step()
+        out = train_step(model, x, opt, grad_clip=cfg.train.grad_clip)  # None: NaN/Inf loss, step skipped
         step += 1
-        if step % 25 == 0:
+        if out is None:
+            print(f"{step} {time.time() - start:.0f}s skipped: loss is not finite", flush=True)
+        elif step % 25 == 0:
             terms = " ".join(f"{k}={v.item():.1f}" for k, v in out.terms.items())
             print(f"{step} {time.time() - start:.0f}s {terms} {diagnose()}", flush=True)
 
