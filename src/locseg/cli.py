@@ -116,6 +116,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_lib.load(args.config, args.overrides)
     result = fit(cfg, args.data, args.out, device=args.device, resume=args.resume,
                  progress=not args.no_progress, stop_at=args.stop_at)
+    if not result.main:  # ranks > 0 of a torchrun job: rank 0 reports
+        return 130 if result.status == "interrupted" else 0
     print(f"{result.status} at step {result.step}; checkpoint {Path(args.out) / 'checkpoint.pt'}")
     if result.status == "interrupted":
         print("continue with the same command and --resume")

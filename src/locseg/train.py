@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from . import checkpoint
+from . import checkpoint, distributed
 from . import config as config_lib
 from .config import Config
 from .data import load_split, resolve_dataset
@@ -50,6 +51,7 @@ class FitResult:
     status: str  # "done" | "time" | "interrupted" | "stopped"
     run_dir: Path
     metrics: dict[str, float] = field(default_factory=dict)
+    main: bool = True  # False on the ranks > 0 of a distributed run (they print nothing)
 
 
 def seed_everything(seed: int) -> None:
@@ -192,13 +194,13 @@ class TrainLog:
     def count(self, images: int) -> None:
         self.images += images
 
-    def train(self, step: int, out: ModelOutput, lr: float, elapsed_s: float) -> dict[str, float]:
-        """Write one row of ``train.csv`` (loss, its terms, lr, images/s since the last row)."""
+    def train(self, step: int, losses: dict[str, float], lr: float, elapsed_s: float) -> dict[str, float]:
+        """Write one row of ``train.csv`` (loss and its terms as :func:`loss_values` gives them, lr,
+        images/s since the last row)."""
         now = time.perf_counter()
         ips = self.images / max(now - self.since, 1e-9)
         self.images, self.since = 0, now
-        row = {"step": step, "loss": out.loss.item(), **{k: v.item() for k, v in out.terms.items()}, "lr": lr,
-               "img_per_s": ips, "elapsed_s": elapsed_s}
+        row = {"step": step, **losses, "lr": lr, "img_per_s": ips, "elapsed_s": elapsed_s}
         self.train_csv.write(row)
         self.scalars("train", row, step)
         return row
@@ -215,6 +217,11 @@ class TrainLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def loss_values(out: ModelOutput) -> dict[str, float]:
+    """The loss and its named terms of one step as floats (one row of ``train.csv``)."""
+    return {"loss": out.loss.item(), **{k: v.item() for k, v in out.terms.items()}}
 
 
 class _UpdateGuard:
@@ -238,7 +245,8 @@ def train_step(model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimiz
     """One optimisation step on a batch: forward, backward, gradient clipping, update.
 
     Args:
-        model: any model of :mod:`locseg.models` in training mode.
+        model: any model of :mod:`locseg.models` in training mode, or one wrapped in
+            ``DistributedDataParallel`` (then every rank skips a step when any rank's loss is NaN/Inf).
         x: (B, 3, H, W) images in [0, 1] on the model's device.
         optimizer: its optimizer.
         scheduler: stepped after the optimizer when given.
@@ -254,7 +262,7 @@ def train_step(model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimiz
         out = model(x)
     loss = out.loss.float()
     optimizer.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):
+    if not distributed.all_finite(loss, sync=isinstance(model, DistributedDataParallel)):
         return None
     loss.backward()
     if grad_clip > 0:
@@ -285,11 +293,45 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
     and a run that fails before its first checkpoint removes the directory it created. The first
     step of every run checks the model's output contract (:func:`locseg.types.check_output`).
 
+    Started by torchrun (``WORLD_SIZE`` > 1), or inside an initialised process group, the run is
+    data-parallel (:mod:`locseg.distributed`): ``train.batch_size`` is the global batch, split evenly
+    over the ranks; rank 0 alone locks the run directory, logs, evaluates and writes checkpoints;
+    every rank resumes from the checkpoint rank 0 reads; all ranks stop at the same step on Ctrl-C
+    or the time cap. A group this function joined is left when it returns or fails.
+
     Returns:
-        the final step, why the run ended, and the last evaluation metrics.
+        the final step, why the run ended, and the last evaluation metrics (on rank 0).
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
+    with distributed.process_group(dev) as here:
+        return _fit(cfg, data_dir, run_dir, distributed.rank_device(dev, here), resume, progress, stop_at, here)
+
+
+def _from_main(here: distributed.World, fn: Any) -> Any:
+    """``fn()`` run on rank 0 and its result given to every rank; when it fails there, every rank
+    raises (rank 0 its own exception, the others a :class:`TrainingError` quoting it)."""
+    result, error = None, None
+    if here.main:
+        try:
+            result = fn()
+        except Exception as e:
+            error = e
+    if here.distributed:
+        result, message = distributed.broadcast((result, None if error is None else str(error)), here)
+        if message is not None and error is None:
+            raise TrainingError(f"rank 0 failed: {message}")
+    if error is not None:
+        raise error
+    return result
+
+
+def _lock_run_dir(run_dir: Path, resume: bool) -> tuple[Any, bool]:
+    """Create and lock ``run_dir``; refuse a run that would clobber or miss a checkpoint.
+
+    Returns:
+        the open lock file (closing it releases the lock) and whether the directory was created.
+    """
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -303,30 +345,55 @@ def fit(cfg: Config, data_dir: str | Path, run_dir: str | Path, device: str = "c
         raise TrainingError(f"{run_dir} is in use by another locseg train; wait for it to end or choose another "
                             "--out") from None
     ckpt_path = run_dir / "checkpoint.pt"
-    try:
-        if resume and not ckpt_path.exists():
-            raise TrainingError(f"nothing to resume: {ckpt_path} does not exist")
-        if not resume and ckpt_path.exists():
-            raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another "
-                                "--out")
-        return _Run(cfg, data_dir, run_dir, dev, resume, progress).train(stop_at)
-    except BaseException:
-        if created and not ckpt_path.exists():  # nothing worth keeping: leave no empty run directory
+    error = None
+    if resume and not ckpt_path.exists():
+        error = f"nothing to resume: {ckpt_path} does not exist"
+    if not resume and ckpt_path.exists():
+        error = f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
+    if error is not None:
+        lock.close()
+        if created:
             shutil.rmtree(run_dir, ignore_errors=True)
+        raise TrainingError(error)
+    return lock, created
+
+
+def _fit(cfg: Config, data_dir: str | Path, run_dir: Path, dev: torch.device, resume: bool, progress: bool,
+         stop_at: int | None, here: distributed.World) -> FitResult:
+    lock, created = None, False
+
+    def take() -> None:
+        nonlocal lock, created
+        lock, created = _lock_run_dir(run_dir, resume)
+
+    _from_main(here, take)  # rank 0 owns the run directory; a refusal there stops every rank
+    try:
+        return _Run(cfg, data_dir, run_dir, dev, resume, progress, here).train(stop_at)
+    except BaseException:
+        if here.main and created and not (run_dir / "checkpoint.pt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave no empty run directory
         raise
     finally:
-        lock.close()  # releases the lock
+        if lock is not None:
+            lock.close()  # releases the lock
 
 
 class _Run:
     """The state of one training run inside a locked run directory: data, model, optimizer, clock."""
 
     def __init__(self, cfg: Config, data_dir: str | Path, run_dir: Path, dev: torch.device, resume: bool,
-                 progress: bool):
-        tc = cfg.train
+                 progress: bool, here: distributed.World):
+        tc, self.world = cfg.train, here
+        if tc.batch_size % here.size:
+            raise TrainingError(f"train.batch_size={tc.batch_size} is the global batch and must split evenly over "
+                                f"{here.size} processes: use a multiple of {here.size}")
         if tc.num_threads > 0:
             torch.set_num_threads(tc.num_threads)
-        data_dir = resolve_dataset(data_dir, cfg.data.image_size, progress)  # raw layouts: converted once
+        if not here.main:
+            distributed.barrier(here)  # rank 0 converts a raw layout first; the others then find it
+        data_dir = resolve_dataset(data_dir, cfg.data.image_size, progress and here.main)  # converted once
+        if here.main:
+            distributed.barrier(here)
         self.train_split = load_split(data_dir, "train")
         self.test_split = load_split(data_dir, "test") if (Path(data_dir) / "test").is_dir() else None
         if self.test_split is None:
@@ -334,15 +401,18 @@ class _Run:
         found = self.train_split.get("meta", {}).get("dataset")
         if found is not None and found != cfg.data.dataset:
             log.warning("data.dataset is %s but %s holds %s", cfg.data.dataset, data_dir, found)
-        self.cfg, self.run_dir, self.dev, self.progress, self.size = cfg, run_dir, dev, progress, cfg.data.image_size
+        self.cfg, self.run_dir, self.dev, self.size = cfg, run_dir, dev, cfg.data.image_size
+        self.progress = progress and here.main
 
         seed_everything(tc.seed)
-        self.model = build_model(cfg.model, self.size).to(dev)
+        self.model = build_model(cfg.model, self.size).to(dev)  # the same initial weights on every rank
+        if here.rank:
+            torch.manual_seed(tc.seed * 1_000_003 + here.rank)  # each rank its own VAE and GMM draws
         self.optimizer = make_optimizer(self.model, tc)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(tc))
         self.step, self.elapsed_before = 0, 0.0
-        if resume:
-            payload = checkpoint.load(run_dir / "checkpoint.pt", map_location=dev)
+        if resume:  # rank 0 reads the checkpoint and hands it to every rank
+            payload = _from_main(here, lambda: checkpoint.load(run_dir / "checkpoint.pt", map_location="cpu"))
             _check_resume(payload["config"], cfg)
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
@@ -350,9 +420,20 @@ class _Run:
             self.scheduler.lr_lambdas = [lr_lambda(tc)]  # max_steps may have been extended
             self.step = int(payload["step"])
             self.elapsed_before = float(payload["extra"].get("elapsed_s", 0.0))
-            checkpoint.set_rng_state(payload["rng"])
+            ranks_rng = payload["extra"].get("rank_rng")
+            if here.distributed and ranks_rng is not None and len(ranks_rng) == here.size:
+                checkpoint.set_rng_state(ranks_rng[here.rank])
+            elif here.main:
+                checkpoint.set_rng_state(payload["rng"])
+            else:  # the checkpoint came from a different number of processes: draws cannot continue exactly
+                torch.manual_seed((tc.seed * 1_000_003 + here.rank) * 1_000_003 + self.step)
             log.info("resumed %s at step %d", run_dir, self.step)
-        config_lib.save(cfg, run_dir / "config.yaml")
+        # DDP averages the gradients over the ranks during backward; the parameters stay in self.model
+        self.net: nn.Module = self.model
+        if here.distributed:
+            self.net = DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        if here.main:
+            config_lib.save(cfg, run_dir / "config.yaml")
         self.start, self.eval_seconds = time.perf_counter(), 0.0
 
     def seconds(self) -> float:
@@ -360,14 +441,19 @@ class _Run:
         return time.perf_counter() - self.start - self.eval_seconds + self.elapsed_before
 
     def save(self) -> None:
-        checkpoint.save(self.run_dir / "checkpoint.pt", model=self.model, cfg=self.cfg, step=self.step,
-                        optimizer=self.optimizer, scheduler=self.scheduler, extra={"elapsed_s": self.seconds()})
+        """Rank 0 writes the checkpoint, with every rank's RNG state (a collective under DDP)."""
+        extra: dict[str, Any] = {"elapsed_s": self.seconds()}
+        if self.world.distributed:
+            extra["rank_rng"] = distributed.gather(checkpoint.rng_state(), self.world)
+        if self.world.main:
+            checkpoint.save(self.run_dir / "checkpoint.pt", model=self.model, cfg=self.cfg, step=self.step,
+                            optimizer=self.optimizer, scheduler=self.scheduler, extra=extra)
 
     def evaluate(self, log_: TrainLog) -> dict[str, float]:
         """Scores on the test split, diagnostics and a slot figure; logged to ``eval.csv``."""
         from . import viz
 
-        if self.test_split is None:
+        if self.test_split is None or not self.world.main:
             return {}
         t0, tc, split = time.perf_counter(), self.cfg.train, self.test_split
         scores = evaluate(self.model, split, self.dev, self.size, tc.eval_images, self.cfg.eval.batch_size, tc.seed)
@@ -393,8 +479,8 @@ class _Run:
     def train(self, stop_at: int | None) -> FitResult:
         from tqdm.auto import tqdm
 
-        tc, model = self.cfg.train, self.model
-        log_ = TrainLog(self.run_dir)
+        tc, model, here = self.cfg.train, self.model, self.world
+        log_ = TrainLog(self.run_dir) if here.main else None
         model.train()
         bad_steps, status, last_scores, checked = 0, "done", {}, False
         end_step = tc.max_steps if stop_at is None else min(stop_at, tc.max_steps)
@@ -407,16 +493,19 @@ class _Run:
         interrupt = _DeferredInterrupt().install()
         try:
             while self.step < end_step:
-                if interrupt.requested:
+                time_up = bool(tc.max_minutes) and (self.seconds() - self.elapsed_before) / 60.0 >= tc.max_minutes
+                interrupted, time_up = distributed.any_rank([interrupt.requested, time_up], here)  # all stop at once
+                if interrupted:
                     status = "interrupted"
                     break
-                if tc.max_minutes and (self.seconds() - self.elapsed_before) / 60.0 >= tc.max_minutes:
+                if time_up:
                     status = "time"
                     break
                 rng_at_step = checkpoint.rng_state()
                 idx = batch_indices(len(self.train_split["images"]), tc.batch_size, self.step, tc.seed)
-                x = to_tensor(self.train_split["images"][idx], self.dev, self.size)  # (B, 3, size, size)
-                out = train_step(model, x, self.optimizer, self.scheduler, tc.grad_clip, tc.amp, guard)
+                idx = distributed.rank_slice(idx, here)  # this rank's share of the global batch
+                x = to_tensor(self.train_split["images"][idx], self.dev, self.size)  # (B / ranks, 3, size, size)
+                out = train_step(self.net, x, self.optimizer, self.scheduler, tc.grad_clip, tc.amp, guard)
                 if out is None:
                     bad_steps += 1
                     log.warning("step %d: loss is not finite; step skipped (%d in a row)", self.step, bad_steps)
@@ -429,12 +518,15 @@ class _Run:
                     self.check_contract(out, len(idx))
                     checked = True
                 bad_steps, self.step, rng_at_step = 0, self.step + 1, None
-                log_.count(len(idx))
                 bar.update(1)
+                if log_ is not None:
+                    log_.count(len(idx) * here.size)  # images/s of every rank together
                 if self.step % tc.log_every == 0 or self.step == end_step:
-                    row = log_.train(self.step, out, self.scheduler.get_last_lr()[0], self.seconds())
-                    bar.set_postfix(loss=f"{row['loss']:.1f}", img_s=f"{row['img_per_s']:.0f}")
-                if tc.eval_every and self.step % tc.eval_every == 0 and self.step < end_step:
+                    losses = distributed.mean_over_ranks(loss_values(out), here)  # the global batch's mean
+                    if log_ is not None:
+                        row = log_.train(self.step, losses, self.scheduler.get_last_lr()[0], self.seconds())
+                        bar.set_postfix(loss=f"{row['loss']:.1f}", img_s=f"{row['img_per_s']:.0f}")
+                if tc.eval_every and self.step % tc.eval_every == 0 and self.step < end_step and log_ is not None:
                     with isolated_rng(self.dev):  # evaluation and figures leave training's random stream alone
                         last_scores = self.evaluate(log_)
                     log_.restart_meter()
@@ -444,6 +536,9 @@ class _Run:
         except KeyboardInterrupt:
             if guard.hit:
                 log.warning("interrupted during the parameter update of step %d: no checkpoint saved", self.step)
+                raise
+            if here.distributed:  # a second Ctrl-C: the other ranks may be inside a collective; no save
+                log.warning("interrupted at once at step %d: no checkpoint saved under DDP", self.step)
                 raise
             status = "interrupted"
             if rng_at_step is not None:
@@ -455,7 +550,8 @@ class _Run:
         if status == "done" and stop_at is not None and self.step < tc.max_steps:
             status = "stopped"
         self.save()
-        if status != "interrupted":
-            last_scores = self.evaluate(log_)
-        log_.close()
-        return FitResult(step=self.step, status=status, run_dir=self.run_dir, metrics=last_scores)
+        if log_ is not None:
+            if status != "interrupted":
+                last_scores = self.evaluate(log_)
+            log_.close()
+        return FitResult(step=self.step, status=status, run_dir=self.run_dir, metrics=last_scores, main=here.main)
