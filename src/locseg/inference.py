@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import metrics
-from .models.networks import resize_images
+from .images import resize_images
 from .types import ModelOutput
 
 log = logging.getLogger(__name__)

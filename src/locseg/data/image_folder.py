@@ -6,10 +6,11 @@ Layout (either form)::
     DIR/masks/NAME.png      (optional)   DIR/train/masks/...    DIR/test/masks/...   (optional)
 
 Images may have any size and any PIL-readable format; each is squashed (no crop, so that every
-pixel keeps a label) to ``size`` x ``size`` with bilinear resampling, the same resize ``locseg
-segment`` applies. A mask shares its image's stem (``masks/cat.png`` for ``images/cat.jpg``) and
-size; it is resized with nearest-neighbour. Mask values: in a single-channel (L, P, I) mask 0 is
-background and every other value one object; in an RGB mask black is background and every other
+pixel keeps a label) to ``size`` x ``size`` by :func:`locseg.images.resize_uint8` (torch bilinear,
+antialiased when shrinking), the same resize ``locseg segment`` and ``evaluate`` apply. A mask
+shares its image's stem (``masks/cat.png`` for ``images/cat.jpg``) and size; it is resized with
+nearest-neighbour. Mask values: in a single-channel (L, P, I) mask 0 is background and every other
+value one object; in an RGB mask black is background and every other
 colour one object; a JPEG mask is binarised at 128 (lossy compression invents values). Objects are
 numbered 1..n by increasing value.
 
@@ -40,13 +41,14 @@ from tqdm import tqdm
 
 from locseg.data import DataError, write_split
 from locseg.data.io import atomic_output_dir, label_statistics
+from locseg.images import resize_uint8
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 DEFAULT_SIZE = 128
 CACHE_DIR = "locseg_cache"
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2  # 2: images resized by locseg.images.resize_uint8 (1: PIL bilinear)
 MAX_OBJECTS = 255  # labels are uint8
 
 
@@ -110,7 +112,7 @@ def relabel(values: np.ndarray) -> np.ndarray:
 def load_example(image_path: Path, mask_path: Path | None, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """An image (size, size, 3) uint8 and its mask (size, size) uint8 labels (or None)."""
     image = _open(image_path).convert("RGB")
-    out = np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    out = resize_uint8(np.asarray(image, dtype=np.uint8), size)  # (size, size, 3)
     if mask_path is None:
         return out, None
     mask = _open(mask_path)

@@ -7,7 +7,6 @@ a reconstruction in [0, 1] plus the KL divergence of their latent code (zero for
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -150,10 +149,3 @@ def build_network(arch: str, channels: tuple[int, ...], latent_dim: int, image_s
     if arch == "skip_ae":
         return SkipAutoencoder(channels, image_size)
     raise ValueError(f"unknown encoder-decoder {arch!r} (choose vae or skip_ae)")
-
-
-def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize of (B, C, H, W) to (B, C, size, size) (antialiased when shrinking)."""
-    if x.shape[-2:] == (size, size):
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
