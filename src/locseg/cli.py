@@ -102,7 +102,7 @@ def cmd_show(args: argparse.Namespace) -> None:
     from .data import load_split
 
     data = load_split(args.data, args.split)
-    viz.dataset_grid(data, args.out, num=args.num, seed=args.seed)
+    viz.dataset_grid(data, args.out, num=args.num, seed=args.seed, progress=not args.no_progress)
     print(f"wrote {args.out}")
 
 
@@ -154,7 +154,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         split = load_split(args.data, args.split)
         size = cfg.data.image_size
         label = str(args.checkpoint)
-    scores = evaluate(model, split, args.device, size, args.num_images, cfg.eval.batch_size, cfg.train.seed)
+    scores = evaluate(model, split, args.device, size, args.num_images, cfg.eval.batch_size, cfg.train.seed,
+                      progress=not args.no_progress)
     _print_table(f"{label} on the {args.split} split of {args.data}:", scores)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="train", help="split to draw samples from")
     s.add_argument("--num", type=int, default=16, help="number of samples, 8 per row")
     s.add_argument("--seed", type=int, default=0, help="seed that picks the samples")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_show)
 
     t = sub.add_parser("train", help="train a model (the paper's by default, or MONet)")
@@ -284,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--num-images", type=int, default=None, help="first N >= 1 images only (omitted: all)")
     e.add_argument("--json", default=None, help="also write the scores to this JSON file")
     e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
 
     m = sub.add_parser("segment", help="segment your own images (file, folder or .npy) at their own size")

@@ -57,20 +57,26 @@ def seeded_eval(model: nn.Module, seed: int) -> Iterator[None]:
 
 @torch.no_grad()
 def predict(model: nn.Module, images: np.ndarray | Sequence[np.ndarray], device: torch.device | str, size: int,
-            batch_size: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
+            batch_size: int = 64, seed: int = 0, progress: bool = False) -> dict[str, np.ndarray]:
     """Run a model on uint8 images resized to ``size`` (see :func:`to_tensor`).
+
+    ``progress`` shows a tqdm bar on stderr counting images (the CLI turns it on).
 
     Returns:
         ``masks`` (N, K, size, size) and ``locations`` (N, K, 2). The module's random draws (GMM
         start) are seeded, so results repeat.
     """
+    from tqdm.auto import tqdm
+
     masks, locations = [], []
-    with seeded_eval(model, seed):
+    bar = tqdm(total=len(images), desc="predict", unit="img", disable=None if progress else True)
+    with seeded_eval(model, seed), bar:
         for start in range(0, len(images), batch_size):
             x = to_tensor(images[start:start + batch_size], device, size)  # (B, 3, size, size)
             out: ModelOutput = model(x)
             masks.append(out.masks[:, :, 0].float().cpu())  # (B, K, size, size)
             locations.append(out.locations.float().cpu())  # (B, K, 2)
+            bar.update(len(x))
     return {"masks": torch.cat(masks).numpy(), "locations": torch.cat(locations).numpy()}
 
 
@@ -81,8 +87,10 @@ def resize_masks(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def evaluate(model: nn.Module, split: dict[str, Any], device: torch.device | str, size: int,
-             num_images: int | None = None, batch_size: int = 64, seed: int = 0) -> dict[str, float]:
-    """Score a model on a dataset split with the metrics its labels allow.
+             num_images: int | None = None, batch_size: int = 64, seed: int = 0,
+             progress: bool = False) -> dict[str, float]:
+    """Score a model on a dataset split with the metrics its labels allow (``progress``: a tqdm bar
+    over the images on stderr while the model runs).
 
     Returns ``fg_ari`` (ARI ignoring background pixels), ``ari``, ``msc``, ``sc``, ``ami``
     (foreground AMI), ``location_error`` (mean distance, normalised units, between true object
@@ -94,7 +102,7 @@ def evaluate(model: nn.Module, split: dict[str, Any], device: torch.device | str
     if num_images is not None and num_images < 1:
         raise ValueError(f"the number of images to evaluate must be >= 1, got {num_images}")
     n = len(split["images"]) if num_images is None else min(num_images, len(split["images"]))
-    pred = predict(model, split["images"][:n], device, size, batch_size, seed)
+    pred = predict(model, split["images"][:n], device, size, batch_size, seed, progress)
     result: dict[str, float] = {"num_images": float(n)}
     if "labels" not in split:
         log.warning("this split has no labels: only the number of images is reported, no scores")

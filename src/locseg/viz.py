@@ -51,6 +51,7 @@ def dataset_grid(
     num: int = 16,
     seed: int = 0,
     title: str | None = None,
+    progress: bool = False,
 ) -> Path:
     """Write a PNG grid of dataset samples: each image above its coloured label map.
 
@@ -62,6 +63,7 @@ def dataset_grid(
             in index order, 8 per row.
         seed: seed for choosing the samples.
         title: optional figure title.
+        progress: show a tqdm bar on stderr (samples drawn, then the PNG written).
 
     Returns:
         the written path.
@@ -71,6 +73,7 @@ def dataset_grid(
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from tqdm.auto import tqdm
 
     out_png = Path(out_png)
     if out_png.is_dir() or out_png.suffix.lower() != ".png":
@@ -91,18 +94,22 @@ def dataset_grid(
     axes = fig.subplots(rows * per_sample, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for k, i in enumerate(idx):
-        r, c = divmod(k, cols)
-        ax = axes[r * per_sample, c]
-        ax.imshow(np.asarray(images[i]), interpolation="nearest")
-        ax.set_title(f"#{int(i)}", fontsize=7, pad=2)
-        if labels is not None:
-            axes[r * per_sample + 1, c].imshow(colorize_labels(np.asarray(labels[i])), interpolation="nearest")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(pad=0.3, rect=(0.0, 0.0, 1.0, 1.0 - (0.35 / height if title else 0.0)))
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, format="png")
+    bar = tqdm(total=num + 1, desc="show", unit="img", disable=None if progress else True)  # + 1: the PNG
+    with bar:
+        for k, i in enumerate(idx):
+            r, c = divmod(k, cols)
+            ax = axes[r * per_sample, c]
+            ax.imshow(np.asarray(images[i]), interpolation="nearest")
+            ax.set_title(f"#{int(i)}", fontsize=7, pad=2)
+            if labels is not None:
+                axes[r * per_sample + 1, c].imshow(colorize_labels(np.asarray(labels[i])), interpolation="nearest")
+            bar.update(1)
+        if title:
+            fig.suptitle(title, fontsize=10)
+        fig.tight_layout(pad=0.3, rect=(0.0, 0.0, 1.0, 1.0 - (0.35 / height if title else 0.0)))
+        out_png.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out_png, format="png")
+        bar.update(1)
     return out_png
 
 
