@@ -102,6 +102,17 @@ CASES = [
      []),
     ("train-no-test-split", train("{env}/notest"), 0, "evaluation skipped: the dataset has no test split",
      []),
+    # dotted overrides anywhere on the line (argparse alone takes only the first run of them)
+    ("overrides-anywhere", ["train", "--data", "{env}/data", *TINY[:4], "--no-progress", *TINY[4:], "--out",
+                            "{tmp}/run", "train.max_steps=1"], 0, "at step 1;", []),
+    ("override-after-options-checked", ["train", "--data", "{env}/data", "--out", "{tmp}/run", "train.max_steps=1",
+                                        "--no-progress", "train.nope=1"], 2, "nope", ["{tmp}/run"]),
+    ("evaluate-oracle-override-after-options", ["evaluate", "--baseline", "oracle", "--data", "{env}/data",
+                                                "--no-progress", "model.segmenter.nope=1"], 2, "nope", []),
+    ("stray-argument", [*train("{env}/data"), "stray"], 2, "unrecognized argument 'stray'", ["{tmp}/run"]),
+    ("unknown-option", [*train("{env}/data"), "--bogus"], 2, "unrecognized argument '--bogus'", ["{tmp}/run"]),
+    ("show-takes-no-overrides", ["show", "{env}/data", "--out", "{tmp}/g.png", "--no-progress", "a.b=1"], 2,
+     "unrecognized argument 'a.b=1'", ["{tmp}/g.png"]),
     ("evaluate-counts-are-integers", [*EV, "--checkpoint", "{ckpt}", "--num-images", "4"], 0, "num_images      4\n",
      []),
 ]

@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -33,6 +34,24 @@ def _print_table(title: str, values: dict) -> None:
         if _is_count(k, v):
             v = int(v)
         print(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+
+
+def _print_objects(scores: dict, names: list[str]) -> None:
+    """One row per named object: true centre, matched slot centre, error and the paper's value."""
+    names = [n for n in names if f"loc_{n}_error" in scores]
+    if not names:
+        return
+    width = max(len(n) for n in names)
+
+    def pair(name: str, what: str) -> str:
+        y, x = scores.get(f"loc_{name}_{what}_y"), scores.get(f"loc_{name}_{what}_x")
+        return "      --      " if y is None else f"({y:.3f}, {x:.3f})"
+
+    print("object locations, normalised (y, x), means over the frames where the object is visible:")
+    print(f"  {'object':<{width}}  frames  true            found           error   paper Table 2")
+    for n in names:
+        print(f"  {n:<{width}}  {int(scores[f'loc_{n}_error_defined']):>6}  {pair(n, 'true')}  {pair(n, 'found')}  "
+              f"{scores[f'loc_{n}_error']:.4f}  {pair(n, 'paper')}")
 
 
 # --------------------------------------------------------------------------- data
@@ -156,7 +175,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         label = str(args.checkpoint)
     scores = evaluate(model, split, args.device, size, args.num_images, cfg.eval.batch_size, cfg.train.seed,
                       progress=not args.no_progress)
-    _print_table(f"{label} on the {args.split} split of {args.data}:", scores)
+    objects = split.get("meta", {}).get("objects") or []
+    _print_table(f"{label} on the {args.split} split of {args.data}:",
+                 {k: v for k, v in scores.items() if not k.startswith("loc_")})
+    _print_objects(scores, objects)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(_json_safe(scores), indent=2) + "\n")
@@ -263,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="YAML config (configs/*.yaml); defaults where keys are missing")
     t.add_argument("--data", required=True, help="dataset directory with train (and test) splits")
     t.add_argument("--out", required=True, help="run directory (checkpoint.pt, config.yaml, CSV logs, figures)")
-    t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=30 "
+    t.add_argument("overrides", nargs="*", help="dotted overrides, anywhere on the line, e.g. train.max_steps=30 "
                    "model.segmenter.localization.sigma1=0.05")
     t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped "
                    "(same config; Ctrl-C saves a checkpoint and exits with status 130)")
@@ -278,9 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", default=None, help="checkpoint of a trained model (RUN/checkpoint.pt)")
     e.add_argument("--baseline", default=None, choices=BASELINES,
                    help="score a non-trainable baseline instead of a checkpoint")
-    e.add_argument("--num-slots", type=int, default=6, help="K of the baseline (default 6: background + 5)")
+    e.add_argument("--num-slots", type=int, default=6, help="K of the baseline, its number of segments (k of "
+                   "k-means; 6 = background + 5 for Multi-dSprites; Montezuma: 10 = background + 9 objects)")
     e.add_argument("--config", default=None, help="config whose localization settings the oracle baseline uses")
-    e.add_argument("overrides", nargs="*", help="dotted overrides of --config (oracle baseline only)")
+    e.add_argument("overrides", nargs="*", help="dotted overrides of --config, anywhere on the line (oracle "
+                   "baseline only)")
     e.add_argument("--data", required=True, help="dataset directory")
     e.add_argument("--split", default="test", help="split to score (needs labels for any score)")
     e.add_argument("--num-images", type=int, default=None, help="first N >= 1 images only (omitted: all)")
@@ -309,8 +333,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=.*", re.DOTALL)  # key.sub=value
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, str | None]:
+    """Parse the command line; dotted overrides may stand anywhere, also between and after options.
+
+    argparse gives a ``nargs="*"`` positional only the first run of overrides; the others come back
+    unrecognised and join ``args.overrides`` in command-line order.
+
+    Returns:
+        the arguments, and a one-line error for an argument that is neither an option nor (for a
+        command that takes them) a ``key.sub=value`` override, else None.
+    """
+    args, extras = build_parser().parse_known_args(argv)
+    takes_overrides = isinstance(getattr(args, "overrides", None), list)
+    for arg in extras:
+        if takes_overrides and _OVERRIDE.fullmatch(arg):
+            args.overrides.append(arg)
+        else:
+            hint = "; config overrides look like key.sub=value" if takes_overrides else ""
+            return args, f"unrecognized argument {arg!r} (see locseg {args.command} --help{hint})"
+    return args, None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, usage_error = parse_args(argv)
+    if usage_error is not None:
+        print(f"locseg {args.command}: error: {usage_error}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     from .checkpoint import CheckpointError
