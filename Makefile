@@ -25,9 +25,7 @@ demo: $(STAMP)
 	bash scripts/demo.sh
 
 bench: $(STAMP)
-	$(VENV)/bin/locseg bench localization
-	$(VENV)/bin/locseg bench metrics
-	$(VENV)/bin/locseg bench models
+	$(VENV)/bin/locseg bench
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache

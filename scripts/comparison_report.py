@@ -30,6 +30,7 @@ def main() -> None:
     final = {m: json.loads((args.run / f"{m}.json").read_text()) for m in names}
     evals = {m: read_csv(args.run / m / "eval.csv") for m in names}
     bench = json.loads((args.run / "bench_models.json").read_text())
+    bench = bench.get("models", bench)  # locseg bench --json: one section per benchmark
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for m, label in names.items():

@@ -103,7 +103,9 @@ def test_segment_rejects_bad_inputs(run, tmp_path, capsys):
 ])
 def test_bench_json(what, keys, capsys):
     assert main(["bench", what, "--quick", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    sections = json.loads(capsys.readouterr().out)
+    assert list(sections) == [what]  # one section per benchmark run
+    result = sections[what]
     for key in keys:
         assert key in result
     assert result.get("loglik_rel_diff", 0.0) < 1e-3
@@ -112,6 +114,26 @@ def test_bench_json(what, keys, capsys):
 
 def test_bench_models_json(capsys):
     assert main(["bench", "models", "--quick", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    for key in ("ours_img_s", "monet_img_s", "speed_ratio", "ours_peak_mem_mb", "monet_peak_mem_mb"):
+    result = json.loads(capsys.readouterr().out)["models"]
+    for key in ("ours_img_s", "monet_img_s", "ours_old_img_s", "speed_ratio", "speedup_vs_old", "ours_peak_mem_mb",
+                "monet_peak_mem_mb", "ours_gflop_s", "conv_gflop_s"):
         assert result[key] > 0, key
+
+
+def test_bench_data_and_ddp_json(capsys):
+    assert main(["bench", "data", "--quick", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)["data"]
+    for key in ("loader_s", "train_step_s", "loader_fraction"):
+        assert result[key] > 0, key
+    assert main(["bench", "ddp", "--quick", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)["ddp"]
+    for key in ("img_s_1proc", "img_s_2proc", "speedup"):
+        assert result[key] > 0, key
+
+
+def test_bench_timing_is_interleaved_medians():
+    from locseg.bench.timing import interleaved
+
+    order = []
+    interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=0)
+    assert order == ["a", "b", "b", "a", "a", "b"]  # who goes first rotates from round to round

@@ -198,14 +198,14 @@ def cmd_segment(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    import importlib
+    from .bench import suite
 
-    module = importlib.import_module(f"locseg.bench.{args.what}")
-    result = module.run(json_output=args.json, quick=args.quick)
+    results = suite.run([args.what] if args.what else suite.BENCHMARKS, quick=args.quick, device=args.device)
     if args.json:
-        print(json.dumps(_json_safe(result)))
+        print(json.dumps({name: _json_safe(result) for name, result in results.items()}))
     else:
-        _print_table(f"bench {args.what}:", result)
+        for name, result in results.items():
+            _print_table(f"bench {name}:", result)
 
 
 # --------------------------------------------------------------------------- parser
@@ -326,8 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_segment)
 
     b = sub.add_parser("bench", help="speed benchmarks, measured side by side in one run")
-    b.add_argument("what", choices=["localization", "metrics", "models"])
-    b.add_argument("--json", action="store_true", help="print one JSON object")
+    from .bench.suite import BENCHMARKS
+
+    b.add_argument("what", nargs="?", default=None, choices=BENCHMARKS, help="one benchmark (omitted: all)")
+    b.add_argument("--json", action="store_true", help="print one JSON object, one section per benchmark")
+    b.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (models and data)")
     b.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke test)")
     b.set_defaults(func=cmd_bench)
     return p

@@ -20,8 +20,6 @@ scikit-learn's per-image fits cannot use them well either.
 from __future__ import annotations
 
 import logging
-import statistics
-import time
 import warnings
 from dataclasses import replace
 
@@ -31,6 +29,7 @@ import torch
 from ..config import LocalizationConfig
 from ..localization import initial_means, localize, locate, window_pixels
 from ..localization.gmm import GMMResult, fit_gmm, initial_covariances
+from .timing import interleaved, median_time
 
 log = logging.getLogger(__name__)
 
@@ -80,21 +79,6 @@ def synthetic_batch(batch: int, H: int, W: int, seed: int = 0, max_objects: int 
     return x, x_re, scope, labels
 
 
-def _median_time(fn, repeats: int, sync: bool = False) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``repeats`` runs after one warm-up run."""
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if sync:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if sync:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _gmm_problem(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, cfg: LocalizationConfig):
     """The GMM inputs localize builds: pixels, initial means and covariances."""
     _, centre, window = locate(x, x_re, scope, cfg)  # (B, 2), (B, H, W): localize's first lines
@@ -122,39 +106,40 @@ def _fit_ours(pixels, means, covariances, cfg: LocalizationConfig) -> GMMResult:
                    covariance_type=cfg.covariance, reg_covar=cfg.reg_covar, max_iter=cfg.em_iters, tol=cfg.em_tol)
 
 
-def _fit_sklearn(pixels, means, covariances, cfg: LocalizationConfig) -> tuple[list[float], list[int], float]:
-    """Fit scikit-learn image by image; returns final mean log-likelihoods, n_iter, seconds."""
+def _sklearn_fits(pixels, means, covariances, cfg: LocalizationConfig) -> list:
+    """One unfitted scikit-learn model per image with that image's window pixels: [(model, data)]."""
     features = pixels.features.double().numpy()
     selected = (pixels.weights > 0).numpy()
     means_np = means.double().numpy()
     cov_np = covariances.numpy()
-    scores, iterations, elapsed = [], [], 0.0
-    for b in range(features.shape[0]):
-        data = features[b][selected[b]]
-        gm = sklearn_gmm(means_np[b], cov_np[b], cfg.covariance, cfg.em_iters, cfg.em_tol, cfg.reg_covar)
-        start = time.perf_counter()
+    return [(sklearn_gmm(means_np[b], cov_np[b], cfg.covariance, cfg.em_iters, cfg.em_tol, cfg.reg_covar),
+             features[b][selected[b]]) for b in range(features.shape[0])]
+
+
+def _fit_all(fits: list) -> None:
+    for gm, data in fits:  # every fit restarts from means_init / precisions_init
         gm.fit(data)
-        elapsed += time.perf_counter() - start
-        scores.append(float(gm.score(data)))
-        iterations.append(int(gm.n_iter_))
-    return scores, iterations, elapsed
 
 
 def _compare_with_sklearn(sets: list, cfg: LocalizationConfig, repeats: int) -> dict:
-    """Our batched GMM and scikit-learn's, image by image, on the same pixels from the same start."""
+    """Our batched GMM and scikit-learn's, image by image, on the same pixels from the same start,
+    timed in interleaved rounds (median of each)."""
     ours_s, sklearn_s, n_images = 0.0, 0.0, 0
     rel, ours_iters, sk_iters, pixels_n, collapsed = [], [], [], [], []
     for x, x_re, scope, _ in sets:
         pixels, means, covariances = _gmm_problem(x, x_re, scope, cfg)
         fit = _fit_ours(pixels, means, covariances, cfg)
-        ours_s += _median_time(lambda p=pixels, m=means, c=covariances: _fit_ours(p, m, c, cfg), repeats)
-        scores, iterations, elapsed = _fit_sklearn(pixels, means, covariances, cfg)
-        sklearn_s += elapsed
+        fits = _sklearn_fits(pixels, means, covariances, cfg)
+        times = interleaved({"ours": lambda p=pixels, m=means, c=covariances: _fit_ours(p, m, c, cfg),
+                             "sklearn": lambda f=fits: _fit_all(f)}, repeats)
+        ours_s += times["ours"]
+        sklearn_s += times["sklearn"]
         n_images += x.shape[0]
+        scores = [float(gm.score(data)) for gm, data in fits]
         ours_final = fit.log_likelihood[:, -1].tolist()
         rel += [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(ours_final, scores, strict=True)]
         ours_iters += fit.n_iter.tolist()
-        sk_iters += iterations
+        sk_iters += [int(gm.n_iter_) for gm, _ in fits]
         pixels_n += (pixels.weights > 0).sum(1).tolist()
         collapsed += (fit.weights.min(1).values < 0.01).tolist()
     return {
@@ -202,7 +187,7 @@ def run(json_output: bool = False, quick: bool = False, threads: int | None = 1)
     from threadpoolctl import threadpool_limits
 
     cfg = LocalizationConfig()
-    small_batch, frame_batch, repeats = (8, 4, 1) if quick else (64, 64, 5)
+    small_batch, frame_batch, repeats = (8, 4, 1) if quick else (64, 64, 7)
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -220,8 +205,8 @@ def run(json_output: bool = False, quick: bool = False, threads: int | None = 1)
                 suffix = "" if device == "cpu" else "_cuda"
                 for name, batch in sets.items():
                     x, x_re, scope = (t.to(device) for t in batch[:3])
-                    seconds = _median_time(lambda x=x, x_re=x_re, scope=scope: localize(x, x_re, scope, cfg),
-                                           repeats, sync=device == "cuda")
+                    seconds = median_time(lambda x=x, x_re=x_re, scope=scope: localize(x, x_re, scope, cfg),
+                                          repeats, device=device)
                     result[f"localize_images_per_s_{name}{suffix}"] = x.shape[0] / seconds
                     result[f"localize_ms_per_batch_{name}{suffix}"] = 1e3 * seconds
                     log.info("localize %s on %s: %.1f ms per batch of %d", name, device, 1e3 * seconds, x.shape[0])

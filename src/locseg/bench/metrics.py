@@ -9,13 +9,13 @@ only on the image size and the number of labels, not on the picture.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from .. import metrics
+from .timing import interleaved, median_time
 
 log = logging.getLogger(__name__)
 
@@ -44,30 +44,15 @@ def _frames(num: int, height: int, width: int, objects: int, pred_labels: int,
     return true.numpy(), pred.numpy()
 
 
-def _best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Seconds of the fastest of ``repeats`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def _sklearn_per_image(true: np.ndarray, pred: np.ndarray, ignore_index: int) -> tuple[float, float,
-                                                                                       np.ndarray, np.ndarray]:
-    """scikit-learn ARI and AMI one image at a time: (ARI s/image, AMI s/image, ARIs, AMIs)."""
+def _sklearn_per_image(true: np.ndarray, pred: np.ndarray, ignore_index: int
+                       ) -> tuple[Callable[[], np.ndarray], Callable[[], np.ndarray]]:
+    """scikit-learn's ARI and AMI one image at a time, as two calls returning the per-image scores."""
     from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
-    keep = [t.ravel() != ignore_index for t in true]
-    t0 = time.perf_counter()
-    aris = np.array([adjusted_rand_score(t.ravel()[k], p.ravel()[k]) for t, p, k in zip(true, pred, keep, strict=True)])
-    t1 = time.perf_counter()
-    amis = np.array([adjusted_mutual_info_score(t.ravel()[k], p.ravel()[k], average_method="arithmetic")
-                     for t, p, k in zip(true, pred, keep, strict=True)])
-    t2 = time.perf_counter()
-    return (t1 - t0) / len(true), (t2 - t1) / len(true), aris, amis
+    pairs = [(t.ravel()[t.ravel() != ignore_index], p.ravel()[t.ravel() != ignore_index])
+             for t, p in zip(true, pred, strict=True)]
+    return (lambda: np.array([adjusted_rand_score(t, p) for t, p in pairs]),
+            lambda: np.array([adjusted_mutual_info_score(t, p, average_method="arithmetic") for t, p in pairs]))
 
 
 def run(json_output: bool = False, quick: bool = False, threads: int | None = 1, frames: int | None = None,
@@ -79,8 +64,8 @@ def run(json_output: bool = False, quick: bool = False, threads: int | None = 1,
     label-map scores from one contingency table), ``masks_to_labels`` and ``redo_iou``.
     Large case: 1,000 Atari frames of 210x160 (100 with ``quick``) with 8 true and 7 predicted
     labels, foreground ARI and AMI (``ignore_index=0``) for all frames in one call each, against
-    scikit-learn per frame on a subset (50 frames, 10 with ``quick``), scaled per image. Our times
-    are the best of 3 calls (1 with ``quick``) after a warm-up call.
+    scikit-learn per frame on a subset (50 frames, 10 with ``quick``), scaled per image. Times are
+    medians of 5 interleaved rounds (1 with ``quick``) after a warm-up round (:mod:`.timing`).
 
     Args:
         json_output: accepted for the CLI's signature; the dict is the same (plain numbers, JSON-safe).
@@ -111,7 +96,7 @@ def run(json_output: bool = False, quick: bool = False, threads: int | None = 1,
 
 def _measure(quick: bool, frames: int, subset: int, num: int) -> dict[str, float]:
     """The measurements of ``run`` under the current thread setting."""
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5
     subset = min(subset, frames)
     result: dict[str, float] = {"torch_threads": float(torch.get_num_threads())}
 
@@ -134,21 +119,25 @@ def _measure(quick: bool, frames: int, subset: int, num: int) -> dict[str, float
     result.update({"small_images": float(num), "small_size": float(size), "small_labels": float(slots)})
     total = 0.0
     for name, fn in calls.items():
-        seconds = _best_time(fn, repeats)
+        seconds = median_time(fn, repeats)
         result[f"small_{name}_s"] = seconds
         total += seconds
     result["small_all_metrics_s"] = total
-    result["small_label_scores_s"] = _best_time(lambda: metrics.label_scores(true, pred, ignore_index=0), repeats)
-    result["small_masks_to_labels_s"] = _best_time(lambda: metrics.masks_to_labels(masks), repeats)
+    result["small_label_scores_s"] = median_time(lambda: metrics.label_scores(true, pred, ignore_index=0), repeats)
+    result["small_masks_to_labels_s"] = median_time(lambda: metrics.masks_to_labels(masks), repeats)
     log.info("small: all metrics %.3f s for %d images of %dx%d", total, num, size, size)
 
     # large: Atari frames, ours on all of them vs scikit-learn per frame on a subset
     true, pred = _frames(frames, 210, 160, objects=7, pred_labels=7, seed=2)
     result.update({"large_frames": float(frames), "large_height": 210.0, "large_width": 160.0,
                    "large_sklearn_frames": float(subset)})
-    ours_ari = _best_time(lambda: metrics.ari(true, pred, ignore_index=0), repeats)
-    ours_ami = _best_time(lambda: metrics.ami(true, pred, ignore_index=0), repeats)
-    sk_ari, sk_ami, ref_ari, ref_ami = _sklearn_per_image(true[:subset], pred[:subset], ignore_index=0)
+    sklearn_ari, sklearn_ami = _sklearn_per_image(true[:subset], pred[:subset], ignore_index=0)
+    times = interleaved({"ari": lambda: metrics.ari(true, pred, ignore_index=0),
+                         "ami": lambda: metrics.ami(true, pred, ignore_index=0),
+                         "sklearn_ari": sklearn_ari, "sklearn_ami": sklearn_ami}, repeats)
+    ours_ari, ours_ami = times["ari"], times["ami"]
+    sk_ari, sk_ami = times["sklearn_ari"] / subset, times["sklearn_ami"] / subset  # seconds per image
+    ref_ari, ref_ami = sklearn_ari(), sklearn_ami()
     got_ari = metrics.ari(true[:subset], pred[:subset], ignore_index=0).numpy()
     got_ami = metrics.ami(true[:subset], pred[:subset], ignore_index=0).numpy()
     result.update({
