@@ -22,7 +22,10 @@ def two_squares(bg=(0.5, 0.5, 0.5)) -> tuple[torch.Tensor, torch.Tensor]:
     return x, labels
 
 
-@pytest.mark.parametrize("name", [b for b in BASELINES if b not in ("whole-image", "centre-ellipse")])
+ONE_SCENE_RULE = ("whole-image", "centre-ellipse", "one-segment", "connected-components-nonblack")
+
+
+@pytest.mark.parametrize("name", [b for b in BASELINES if b not in ONE_SCENE_RULE])
 def test_contract_and_separated_objects(name):
     x, labels = two_squares()
     model = build_baseline(name, 4, LocalizationConfig(gmm_init="window", butterworth_f=6.0, box_size=5))
@@ -80,3 +83,35 @@ def test_saliency_priors_two_slots(name):
         assert fg.min() == 1.0
     else:
         assert fg[16, 16] == 1.0 and fg[0, 0] == 0.0
+
+
+def test_one_segment_puts_every_pixel_in_slot_zero():
+    x, labels = two_squares()
+    out = build_baseline("one-segment", 10)(x)
+    check_output(out, batch=1, slots=10, height=32, width=32)
+    pred = out.masks[:, :, 0].argmax(1)  # (1, H, W)
+    assert (pred == 0).all()
+    assert metrics.ami(labels, pred, ignore_index=0).item() == pytest.approx(0.0)
+
+
+def test_connected_components_nonblack_on_a_montezuma_like_frame():
+    """Black background, a coloured wall across the frame and two separate objects: non-black rule."""
+    x = torch.zeros(1, 3, 42, 32)
+    labels = torch.zeros(1, 42, 32, dtype=torch.long)
+    x[0, :, 30:33, :] = torch.tensor([66, 158, 130]).view(3, 1, 1) / 255  # the wall: largest component
+    labels[0, 30:33, :] = 3
+    x[0, :, 4:10, 4:8] = torch.tensor([200, 72, 72]).view(3, 1, 1) / 255  # agent-coloured block
+    labels[0, 4:10, 4:8] = 1
+    x[0, :, 12:20, 20:22] = torch.tensor([232, 204, 99]).view(3, 1, 1) / 255  # a yellow door
+    labels[0, 12:20, 20:22] = 2
+    out = build_baseline("connected-components-nonblack", 4)(x)
+    check_output(out, batch=1, slots=4, height=42, width=32)
+    pred = out.masks[:, :, 0].argmax(1)  # (1, H, W)
+    assert (pred[labels == 0] == 0).all(), "black is the background"
+    assert metrics.ami(labels, pred, ignore_index=0).item() == pytest.approx(1.0)
+    assert pred[0, 31, 0] == 1, "components by decreasing size: the wall first"
+    # once the wall covers most of the frame the modal rule calls it background; the black rule does not
+    x[0, :, 20:42, :] = torch.tensor([66, 158, 130]).view(3, 1, 1) / 255
+    assert modal_colour_mask(x)[0, 30, 0] and not modal_colour_mask(x)[0, 0, 0]
+    pred = build_baseline("connected-components-nonblack", 4)(x).masks[:, :, 0].argmax(1)  # (1, H, W)
+    assert pred[0, 0, 0] == 0 and pred[0, 30, 0] == 1

@@ -9,6 +9,9 @@ any model. Their loss is zero; they have no parameters to train.
 - ``kmeans-rgbxy``: per-image k-means on colour and normalised position (y, x).
 - ``connected-components``: pixels that differ from the image's most frequent colour, split into
   8-connected components; the K - 1 largest are the objects, the rest join the background.
+- ``connected-components-nonblack``: the same with black pixels as the background (Montezuma's
+  Revenge: a black background whose coloured walls are not background to this rule).
+- ``one-segment``: every pixel in slot 0; the floor of any score over object pixels (AMI and ARI 0).
 - ``oracle``: the localization module run with a perfect background and perfect reconstructions:
   the background step explains exactly the pixels of the image's most frequent colour (the true
   background of the flat-background datasets), each object step reconstructs the image exactly
@@ -97,11 +100,26 @@ class KMeansBaseline(Baseline):
         return labels_to_output(x, torch.from_numpy(labels).to(x.device), self.num_slots)
 
 
+def black_mask(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, H, W) bool: pixels whose 8-bit colour is (0, 0, 0)."""
+    return (x * 255).round().amax(1) == 0  # (B, H, W)
+
+
 class ConnectedComponents(Baseline):
-    """8-connected components of the pixels that differ from the image's most frequent colour."""
+    """8-connected components of the non-background pixels.
+
+    ``background``: "modal" (the image's most frequent colour) or "black" (colour (0, 0, 0)).
+    """
+
+    def __init__(self, num_slots: int, background: str = "modal"):
+        super().__init__(num_slots)
+        if background not in ("modal", "black"):
+            raise ValueError(f"unknown background rule {background!r} (choose modal or black)")
+        self.background = background
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        background = modal_colour_mask(x).cpu().numpy()  # (B, H, W)
+        rule = modal_colour_mask if self.background == "modal" else black_mask
+        background = rule(x).cpu().numpy()  # (B, H, W)
         labels = np.zeros(background.shape, dtype=np.int64)
         for b in range(len(background)):
             comps, n = ndimage.label(~background[b], structure=np.ones((3, 3)))
@@ -113,6 +131,14 @@ class ConnectedComponents(Baseline):
             lookup[keep] = np.arange(1, len(keep) + 1)
             labels[b] = lookup[comps]
         return labels_to_output(x, torch.from_numpy(labels).to(x.device), self.num_slots)
+
+
+class OneSegment(Baseline):
+    """Every pixel in slot 0 (the background); the other slots are empty."""
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        B, _, H, W = x.shape
+        return labels_to_output(x, torch.zeros(B, H, W, dtype=torch.long, device=x.device), self.num_slots)
 
 
 class Oracle(Baseline):
@@ -157,7 +183,8 @@ class SaliencyPrior(Baseline):
         return labels_to_output(x, fg.long(), 2)
 
 
-BASELINES = ("kmeans-rgb", "kmeans-rgbxy", "connected-components", "oracle", "whole-image", "centre-ellipse")
+BASELINES = ("kmeans-rgb", "kmeans-rgbxy", "connected-components", "oracle", "whole-image", "centre-ellipse",
+             "connected-components-nonblack", "one-segment")
 
 
 def build_baseline(name: str, num_slots: int, localization: LocalizationConfig | None = None) -> Baseline:
@@ -168,6 +195,10 @@ def build_baseline(name: str, num_slots: int, localization: LocalizationConfig |
         return KMeansBaseline(num_slots, use_position=True)
     if name == "connected-components":
         return ConnectedComponents(num_slots)
+    if name == "connected-components-nonblack":
+        return ConnectedComponents(num_slots, background="black")
+    if name == "one-segment":
+        return OneSegment(num_slots)
     if name == "oracle":
         return Oracle(num_slots, localization or LocalizationConfig(gmm_init="window"))
     if name in ("whole-image", "centre-ellipse"):
