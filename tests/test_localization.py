@@ -35,6 +35,9 @@ from locseg.localization.gmm import (
     paper_means,
     pixel_features,
     predict_resp,
+    reference_e_step,
+    reference_fit,
+    reference_m_step,
     window_means,
 )
 
@@ -237,6 +240,80 @@ def test_gmm_tol_freezes_images_like_sklearn_stops():
         assert res.n_iter[b].item() == gm.n_iter_ and bool(res.converged[b]) == gm.converged_
         np.testing.assert_allclose(res.means[b].numpy(), gm.means_, rtol=1e-4, atol=1e-10)
         np.testing.assert_allclose(res.log_likelihood[b, -1].item(), gm.score(data), rtol=1e-4)
+
+
+def test_reference_steps_are_the_paper_formulas():
+    """The readable oracle itself, on a tiny case checked by hand-written loops over pixels."""
+    g = torch.Generator().manual_seed(20)
+    y = torch.rand(1, 6, 2, generator=g, dtype=torch.float64)  # (1, N, D)
+    w = torch.tensor([[1.0, 0.0, 2.0, 1.0, 0.5, 1.0]], dtype=torch.float64)
+    means = torch.tensor([[[0.2, 0.3], [0.7, 0.6]]], dtype=torch.float64)
+    covs = torch.eye(2, dtype=torch.float64).expand(1, 2, 2, 2) * torch.tensor([0.05, 0.1]).view(1, 2, 1, 1)
+    mix = torch.tensor([[0.3, 0.7]], dtype=torch.float64)
+    z, ll = reference_e_step(y, w, means, covs, mix)
+    dens = [[float(mix[0, k]) * math.exp(-0.5 * float(((y[0, n] - means[0, k]) ** 2).sum()) / float(covs[0, k, 0, 0]))
+             / (2 * math.pi * float(covs[0, k, 0, 0])) for k in range(2)] for n in range(6)]
+    for n in range(6):
+        assert z[0, n].tolist() == pytest.approx([d / sum(dens[n]) for d in dens[n]], rel=1e-12)
+    assert ll.item() == pytest.approx(sum(float(w[0, n]) * math.log(sum(dens[n])) for n in range(6)) / 5.5, rel=1e-12)
+    mu, sigma, pi = reference_m_step(y, w, z, reg_covar=0.0)
+    for k in range(2):
+        wz = [float(w[0, n] * z[0, n, k]) for n in range(6)]
+        mean = sum(wz[n] * y[0, n] for n in range(6)) / sum(wz)
+        assert torch.allclose(mu[0, k], mean, rtol=1e-9)
+        scatter = sum(wz[n] * torch.outer(y[0, n] - mean, y[0, n] - mean) for n in range(6)) / sum(wz)
+        assert torch.allclose(sigma[0, k], scatter, rtol=1e-9)
+        assert pi[0, k].item() == pytest.approx(sum(wz) / 5.5, rel=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_fast_e_and_m_steps_match_the_readable_oracle(covariance_type):
+    """One E-step and one M-step of the fast path (quadratic design, log-odds, one summed component)
+    equal Algorithm 1 lines 7-9 written out, with soft weights."""
+    from locseg.localization.gmm import _as_matrices, _design, _e_step, _log_density_coefficients, _m_step
+
+    B, N, reg = 3, 200, 1e-4
+    feats = two_cluster_features(B, N, seed=21)
+    weights = torch.rand(B, N, generator=torch.Generator().manual_seed(22), dtype=torch.float64)
+    means = paper_means(B, 5, torch.Generator().manual_seed(23))
+    covs = initial_covariances(feats, weights, means, reg, covariance_type)
+    mix = torch.tensor([[0.4, 0.6], [0.5, 0.5], [0.9, 0.1]], dtype=torch.float64)
+    full = _as_matrices(covs, covariance_type)  # (B, 2, D, D)
+    z, ll = reference_e_step(feats, weights, means, full, mix)
+    design = _design(feats, weights)
+    log_odds, fast_ll = _e_step(design, _log_density_coefficients(design, means, full, mix))
+    assert torch.allclose(torch.sigmoid(log_odds.squeeze(1)), z[..., 1], rtol=1e-9, atol=1e-12)
+    assert torch.allclose(fast_ll - 2.5 * math.log(2 * math.pi), ll, rtol=1e-10)  # fast path leaves out D/2 log 2pi
+    mu, sigma, pi = reference_m_step(feats, weights, z, reg, covariance_type)
+    fast_mu, fast_sigma, fast_pi = _m_step(design, log_odds, mix, reg, covariance_type)
+    assert torch.allclose(fast_mu, mu, rtol=1e-8, atol=1e-12)
+    assert torch.allclose(_as_matrices(fast_sigma, covariance_type), sigma, rtol=1e-7, atol=1e-12)
+    assert torch.allclose(fast_pi, pi, rtol=1e-10)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_fit_gmm_matches_the_readable_oracle_on_realistic_windows(soft):
+    """The whole fit (batched, images frozen on convergence) against the oracle's image-by-image
+    loop on the benchmark's synthetic scenes: same iterations, parameters and responsibilities."""
+    x, x_re, scope, _ = synthetic_batch(12, 64, 64, seed=3)
+    cfg = replace(LocalizationConfig(), weights="soft" if soft else "hard")
+    centre = box_argmax(scope * quality_map(x, x_re, scope, cfg.sigma1), cfg.box_size)
+    pixels = window_pixels(x, centre, butterworth_window(centre, 64, 64, cfg.butterworth_f, cfg.butterworth_n), cfg)
+    feats, weights = pixels.features.double(), pixels.weights.double()
+    means = initial_means(pixels, cfg, torch.Generator().manual_seed(0)).double()
+    covs = initial_covariances(feats, weights, means, cfg.reg_covar)
+    fast = fit_gmm(feats, weights, means, reg_covar=cfg.reg_covar, max_iter=cfg.em_iters, tol=cfg.em_tol)
+    oracle = reference_fit(feats, weights, means, covs, reg_covar=cfg.reg_covar, max_iter=cfg.em_iters,
+                           tol=cfg.em_tol)
+    assert len(set(oracle.n_iter.tolist())) > 1  # the stopping rule is exercised
+    assert fast.n_iter.tolist() == oracle.n_iter.tolist()
+    assert fast.converged.tolist() == oracle.converged.tolist()
+    assert torch.allclose(fast.means, oracle.means, rtol=1e-6, atol=1e-9)
+    assert torch.allclose(fast.covariances, oracle.covariances, rtol=1e-5, atol=1e-9)
+    assert torch.allclose(fast.weights, oracle.weights, rtol=1e-6, atol=1e-9)
+    assert torch.allclose(fast.resp, oracle.resp, atol=1e-6)
+    ll = fast.log_likelihood[:, -1]
+    assert torch.allclose(ll, oracle.log_likelihood[:, 0], rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
