@@ -130,7 +130,51 @@ def evaluate(model: nn.Module, split: dict[str, Any], device: torch.device | str
         total, count = metrics.location_error(np.asarray(split["centres"][:n]), np.asarray(split["visibility"][:n]),
                                               pred["locations"][:, 1:])
         result["location_error"] = total / count if count else float("nan")
+        names = split.get("meta", {}).get("objects")
+        if names:
+            paper = {}
+            if split["meta"].get("dataset") == "montezuma":
+                from .data.montezuma import PAPER_TABLE2 as paper
+            result.update(object_locations(np.asarray(split["centres"][:n]), np.asarray(split["visibility"][:n]),
+                                           pred["locations"][:, 1:], names, paper))
     return result
+
+
+def object_locations(true_centres: np.ndarray, visible: np.ndarray, pred: np.ndarray, names: Sequence[str],
+                     reference: dict[str, tuple[float, float]] | None = None) -> dict[str, float]:
+    """Each named object's mean true centre, mean matched slot centre and mean distance between them.
+
+    Args:
+        true_centres: (N, M, 2) normalised (y, x), NaN for absent objects; object j is ``names[j]``.
+        visible: (N, M) bool.
+        pred: (N, K', 2) centres of the object slots, matched to the objects per image as in
+            ``metrics.location_error`` (Hungarian, minimum total distance).
+        names: the M object names.
+        reference: optional published (y, x) per name (the paper's Table 2), copied beside ours.
+
+    Returns:
+        for each name: ``loc_<name>_true_y/x`` and ``loc_<name>_found_y/x`` (means over the images
+        where the object is visible and matched), ``loc_<name>_error`` (mean distance) and
+        ``loc_<name>_error_defined`` (that number of images); ``loc_<name>_paper_y/x`` where
+        ``reference`` has the name. NaN where the object is never visible.
+    """
+    found = metrics.matched_locations(true_centres, visible, pred)  # (N, M, 2)
+    used = np.isfinite(found).all(-1)  # (N, M) visible and matched
+    out: dict[str, float] = {}
+    for j, name in enumerate(names):
+        rows = used[:, j]  # (N,)
+        key = f"loc_{name}"
+        with np.errstate(invalid="ignore"):
+            true_mean = true_centres[rows, j].mean(0) if rows.any() else np.full(2, np.nan)  # (2,)
+            found_mean = found[rows, j].mean(0) if rows.any() else np.full(2, np.nan)  # (2,)
+            error = np.linalg.norm(found[rows, j] - true_centres[rows, j], axis=-1)  # (N_j,)
+        out[f"{key}_true_y"], out[f"{key}_true_x"] = float(true_mean[0]), float(true_mean[1])
+        out[f"{key}_found_y"], out[f"{key}_found_x"] = float(found_mean[0]), float(found_mean[1])
+        out[f"{key}_error"] = float(error.mean()) if len(error) else float("nan")
+        out[f"{key}_error_defined"] = float(rows.sum())
+        if reference and name in reference:
+            out[f"{key}_paper_y"], out[f"{key}_paper_x"] = map(float, reference[name])
+    return out
 
 
 def diagnostics_on(model: nn.Module, split: dict[str, Any], device: torch.device | str, size: int, num: int,

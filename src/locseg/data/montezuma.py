@@ -69,6 +69,12 @@ OBJECTS: tuple[str, ...] = ("agent", "skull", "key", "left_door", "right_door", 
                             "bottom_left_ladder", "bottom_right_ladder", "rope")
 """Object names; label j + 1 is ``OBJECTS[j]``."""
 
+PAPER_TABLE2: dict[str, tuple[float, float]] = {
+    "agent": (0.231, 0.531), "skull": (0.798, 0.489), "key": (0.378, 0.067), "left_door": (0.090, 0.137),
+    "right_door": (0.282, 0.880), "middle_ladder": (0.365, 0.497), "bottom_left_ladder": (0.595, 0.180),
+    "bottom_right_ladder": (0.595, 0.827)}
+"""The paper's Table 2: each object's location found by its model, normalised (y, x); no rope."""
+
 RAM_ROOM, RAM_AGENT_X, RAM_AGENT_Y, RAM_SKULL_X = 3, 42, 43, 47
 RAM_INVENTORY, RAM_ROOM_OBJECTS = 65, 66  # 0 -> 2 when the key is taken; 15 -> 14 (the key gone from the room)
 FIRST_ROOM = 1

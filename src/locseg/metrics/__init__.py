@@ -23,7 +23,7 @@ has no defined score and gets NaN; ``aggregate`` leaves NaN images out of the me
 Where things live: ``_tables`` (input checks, dense label ids, contingency tables), ``rand_index``
 (ARI), ``mutual_info`` (AMI), ``covering`` (mSC, SC), ``labels`` (``masks_to_labels`` and all
 label scores from one set of tables), ``overlap`` (IoU, ReDO's IoU), ``locations`` (location
-error) and ``summary`` (``aggregate``). This file only re-exports.
+error, matched centres) and ``summary`` (``aggregate``). This file only re-exports.
 
 Example:
     >>> import torch
@@ -38,7 +38,7 @@ Example:
 from ._tables import ArrayLike
 from .covering import segmentation_covering
 from .labels import label_scores, masks_to_labels
-from .locations import location_error
+from .locations import location_error, matched_locations
 from .mutual_info import ami
 from .overlap import iou, redo_iou
 from .rand_index import ari
@@ -54,6 +54,7 @@ __all__ = [
     "label_scores",
     "location_error",
     "masks_to_labels",
+    "matched_locations",
     "redo_iou",
     "segmentation_covering",
 ]

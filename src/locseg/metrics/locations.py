@@ -38,3 +38,36 @@ def location_error(true_centres: np.ndarray, visible: np.ndarray, pred: np.ndarr
         total += float(dist[rows, cols].sum())
         count += len(rows)
     return total, count
+
+
+def matched_locations(true_centres: np.ndarray, visible: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """The predicted centre matched to each true object, by the same matching as :func:`location_error`.
+
+    Args:
+        true_centres: (B, M, 2) normalised (y, x), NaN for absent objects.
+        visible: (B, M) bool; invisible objects (and NaN centres) get no match.
+        pred: (B, K', 2) predicted centres of the object slots (background slot excluded).
+
+    Returns:
+        (B, M, 2) float64: for each visible object the centre of the slot the per-image Hungarian
+        assignment (minimum total distance) gives it; NaN for objects that are not visible, and for
+        visible objects left over when there are fewer slots than objects.
+
+    Example:
+        >>> import numpy as np
+        >>> true = np.array([[[0.2, 0.2], [0.8, 0.8], [0.5, 0.5]]])  # (1, 3, 2)
+        >>> pred = np.array([[[0.8, 0.7], [0.2, 0.3]]])  # (1, 2, 2)
+        >>> matched_locations(true, np.array([[True, True, False]]), pred).tolist()
+        [[[0.2, 0.3], [0.8, 0.7], [nan, nan]]]
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    out = np.full(true_centres.shape, np.nan)  # (B, M, 2)
+    for b, (t, v, p) in enumerate(zip(true_centres, visible, pred, strict=True)):
+        objects = np.flatnonzero(v & np.isfinite(t).all(-1))  # (M',)
+        if len(objects) == 0:
+            continue
+        dist = np.linalg.norm(t[objects, None, :] - p[None, :, :], axis=-1)  # (M', K')
+        rows, cols = linear_sum_assignment(dist)
+        out[b, objects[rows]] = p[cols]
+    return out
