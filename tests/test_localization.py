@@ -35,11 +35,9 @@ from locseg.localization.gmm import (
     paper_means,
     pixel_features,
     predict_resp,
-    reference_e_step,
-    reference_fit,
-    reference_m_step,
     window_means,
 )
+from locseg.localization.gmm_reference import reference_e_step, reference_fit, reference_m_step
 
 # --------------------------------------------------------------------------- helpers
 
