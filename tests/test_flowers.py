@@ -315,3 +315,20 @@ def test_download_without_network_is_one_line(tmp_path, capsys):
                  "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot download" in err and "no network" in err
+
+
+def test_saliency_baselines_through_evaluate(official, capsys):
+    """`locseg evaluate --baseline whole-image` scores the foreground fraction under ReDO's rule, as
+    the Replay model above; the centred ellipse gives a finite IoU on the same split."""
+    from locseg.cli import main
+
+    root, _ = official
+    split = load_split(root, "test")
+    fraction = float(np.mean(np.array(split["labels"]) > 0))
+    for name in ("whole-image", "centre-ellipse"):
+        assert main(["evaluate", "--baseline", name, "--data", str(root), "--split", "test", "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        iou = float(next(line.split()[1] for line in out.splitlines() if line.split()[:1] == ["iou"]))
+        if name == "whole-image":
+            assert iou == pytest.approx(fraction, abs=1e-3)
+        assert 0.0 <= iou <= 1.0
