@@ -80,8 +80,9 @@ def main() -> None:
              "5,000-image test split generated with seed 778. No tuning run saw either seed: tuning used "
              "`--seed 1` data and its test split as validation (`results/tuning_v2.md`).", ""]
     groups = defaultdict(list)
-    for r in runs:
-        groups[(Path(r["config"]).stem, r["variant"])].append(r)
+    for r in runs:  # one row per config and set of overrides
+        label = Path(r["config"]).stem + (f"` + `{r['overrides']}" if r["overrides"] else "")
+        groups[(label, r["variant"])].append(r)
 
     lines += ["## Summary (mean ± std over training seeds)", "",
               "| method | variant | seeds | FG-ARI (320) | FG-ARI (5,000) | mSC (320) | location error (320) | "
@@ -113,7 +114,7 @@ def main() -> None:
         for r in runs:
             if r["variant"] != variant:
                 continue
-            config = Path(r["config"]).stem
+            config = Path(r["config"]).stem + (f" + {r['overrides']}" if r["overrides"] else "")
             colour = colours.setdefault(config, f"C{len(colours)}")
             ax.plot([c["minutes"] for c in r["curve"]], [c["fg_ari"] for c in r["curve"]], color=colour, alpha=0.8,
                     label=f"{config} (seed {r['seed']})")
