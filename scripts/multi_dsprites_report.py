@@ -44,13 +44,11 @@ def slot_figure(run: Path, variant: str, out: Path) -> None:
     from locseg import viz
     from locseg.checkpoint import load_model
     from locseg.data import load_split
-    from locseg.train import to_tensor
+    from locseg.inference import seeded_eval, to_tensor
 
     model, cfg, _ = load_model(run / "checkpoint.pt")
     x = to_tensor(load_split(f"data/final_{variant}", "test")["images"][:3], "cpu", cfg.data.image_size)
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model.eval()
+    with torch.no_grad(), seeded_eval(model, 0):
         viz.slot_figure(x, model(x), out, max_images=3)
     from PIL import Image
 
@@ -166,8 +164,10 @@ def main() -> None:
               "scripts/multi_dsprites_final.sh configs/multi_dsprites_plus.yaml colored_on_colored SEED",
               "scripts/multi_dsprites_final.sh configs/multi_dsprites_binarized.yaml binarized SEED",
               "# baselines on the same splits (oracle with the named config's localization settings)",
-              "scripts/multi_dsprites_baselines.sh colored_on_grayscale configs/multi_dsprites.yaml",
-              "scripts/multi_dsprites_baselines.sh colored_on_grayscale configs/multi_dsprites_plus.yaml",
+              "scripts/multi_dsprites_baselines.sh colored_on_grayscale configs/multi_dsprites.yaml "
+              "configs/multi_dsprites_plus.yaml",
+              "scripts/multi_dsprites_baselines.sh colored_on_colored configs/multi_dsprites_plus.yaml",
+              "scripts/multi_dsprites_baselines.sh binarized configs/multi_dsprites_binarized.yaml",
               "# this page",
               "scripts/multi_dsprites_final.sh configs/monet_multi_dsprites.yaml colored_on_grayscale 0 "
               "train.max_minutes=15 train.max_steps=100000",

@@ -22,7 +22,7 @@ import torch
 from locseg import config as config_lib
 from locseg import metrics
 from locseg.data import multi_dsprites
-from locseg.inference import to_tensor
+from locseg.inference import seeded_eval, to_tensor
 from locseg.models import build_model
 from locseg.train import train_step
 
@@ -40,11 +40,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
 
     def diagnose() -> str:
-        model.eval()
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with torch.no_grad(), seeded_eval(model, 0):
             out = model(x_val)
-        model.train()
         masks = out.masks[:, :, 0]
         labels = masks.argmax(1)
         q1, scopes, windows = out.extras["raw_background"], out.extras["scopes"], out.extras["windows"]

@@ -18,14 +18,12 @@ DIAG = ("fg_as_bg", "q1_fg", "q1_bg", "window_cover_fg", "windows_on_bg", "colou
 
 
 def overrides(run: Path) -> str:
-    log = run.with_suffix(".log")
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     seg = cfg["model"]["segmenter"]
     keys = {"bg_quality": seg.get("bg_quality"), "background": seg.get("background"),
             "f": seg["localization"]["butterworth_f"], "box": seg["localization"]["box_size"],
             "cov": seg["localization"]["covariance"], "scope_w": seg["localization"].get("scope_weights"),
             "σ1": seg["localization"]["sigma1"], "σ_obj": seg.get("sigma1_objects") or seg["localization"]["sigma1"]}
-    del log
     return ", ".join(f"{k}={v}" for k, v in keys.items())
 
 

@@ -29,7 +29,7 @@ from . import checkpoint, distributed
 from . import config as config_lib
 from .config import Config
 from .data import load_split, resolve_dataset
-from .inference import diagnostics_on, evaluate, to_tensor
+from .inference import diagnostics_on, evaluate, seeded_eval, to_tensor
 from .models import build_model, num_slots
 from .train_log import TrainLog, loss_values
 from .types import ModelOutput, check_output
@@ -384,11 +384,8 @@ class _Run:
             scores.update(diagnostics_on(self.model, split, self.dev, self.size, min(tc.eval_images, 64), tc.seed))
         log_.eval(self.step, scores, self.seconds())
         sample = to_tensor(split["images"][:8], self.dev, self.size)
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(tc.seed)
-            self.model.eval()
+        with torch.no_grad(), seeded_eval(self.model, tc.seed):
             viz.slot_figure(sample, self.model(sample), self.run_dir / "figures" / f"step{self.step:07d}.png")
-            self.model.train()
         self.eval_seconds += time.perf_counter() - t0
         return scores
 

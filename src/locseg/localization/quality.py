@@ -37,15 +37,20 @@ def quality_map(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, sigma1
         >>> quality_map(x, x, torch.ones(1, 2, 2), 0.05).tolist()
         [[[1.0, 1.0], [1.0, 1.0]]]
     """
+    error = scoped_error(x, x_re, scope)  # (B, H, W)
+    if sigma1 <= 0:
+        raise ValueError(f"sigma1 must be > 0, got {sigma1}")
+    denominator = 2.0 * sigma1 ** 2 if sigma_squared else 2.0 * sigma1
+    return torch.exp(-error / denominator)  # (B, H, W)
+
+
+def scoped_error(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor) -> torch.Tensor:
+    """``s * sum_c (x_re - x)^2`` (B, H, W), the exponent's numerator of every quality map; checks shapes."""
     if x.dim() != 4 or x_re.shape != x.shape:
         raise ValueError(f"x and x_re must both be (B, C, H, W); got {tuple(x.shape)} and {tuple(x_re.shape)}")
     if scope.shape != (x.shape[0], *x.shape[2:]):
         raise ValueError(f"scope must be (B, H, W) = {(x.shape[0], *x.shape[2:])}, got {tuple(scope.shape)}")
-    if sigma1 <= 0:
-        raise ValueError(f"sigma1 must be > 0, got {sigma1}")
-    denominator = 2.0 * sigma1 ** 2 if sigma_squared else 2.0 * sigma1
-    squared_error = (x_re - x).pow(2).sum(dim=1)  # (B, H, W)
-    return torch.exp(-scope * squared_error / denominator)  # (B, H, W)
+    return scope * (x_re - x).pow(2).sum(dim=1)  # (B, H, W)
 
 
 def relative_quality(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, scale: float,
@@ -73,10 +78,8 @@ def relative_quality(x: torch.Tensor, x_re: torch.Tensor, scope: torch.Tensor, s
         >>> relative_quality(x, x, torch.ones(1, 2, 2), 4.0, 0.01).tolist()
         [[[1.0, 1.0], [1.0, 1.0]]]
     """
-    if x.dim() != 4 or x_re.shape != x.shape:
-        raise ValueError(f"x and x_re must both be (B, C, H, W); got {tuple(x.shape)} and {tuple(x_re.shape)}")
     if scale <= 0 or floor <= 0:
         raise ValueError(f"scale and floor must be > 0, got {scale} and {floor}")
-    error = scope * (x_re - x).pow(2).sum(dim=1)  # (B, H, W)
+    error = scoped_error(x, x_re, scope)  # (B, H, W)
     sigma = floor + scale * error.detach().flatten(1).median(dim=1).values  # (B,)
     return torch.exp(-error / (2.0 * sigma.view(-1, 1, 1)))  # (B, H, W)

@@ -33,14 +33,14 @@ from torch import nn
 from ..config import LocalizationConfig
 from ..localization import localize
 from ..types import ModelOutput, mask_locations
+from .segmenter import with_background
 
 
 def modal_colour_mask(x: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) -> (B, H, W) bool: pixels of each image's most frequent colour (8-bit exact)."""
     codes = (x * 255).round().long()  # (B, 3, H, W)
     codes = (codes[:, 0] * 256 + codes[:, 1]) * 256 + codes[:, 2]  # (B, H, W)
-    flat = codes.flatten(1)  # (B, HW)
-    modes = torch.stack([torch.mode(row).values for row in flat])  # (B,)
+    modes = codes.flatten(1).mode(dim=1).values  # (B,)
     return codes == modes.view(-1, 1, 1)  # (B, H, W)
 
 
@@ -158,8 +158,7 @@ class Oracle(Baseline):
             objects.append(scope * found.L)  # (B, H, W) m_k = s Q L with Q = 1
             windows.append(found.window)
             scope = scope * (1.0 - found.L)
-        masks = torch.stack(objects, 1)  # (B, K-1, H, W)
-        masks = torch.cat([1.0 - masks.sum(1, keepdim=True), masks], 1).unsqueeze(2)  # (B, K, 1, H, W)
+        masks = with_background(objects)  # (B, K, 1, H, W) section 2.5
         slot_recons = x.unsqueeze(1).expand(-1, self.num_slots, -1, -1, -1)  # (B, K, 3, H, W)
         zero = x.new_zeros(())
         return ModelOutput(recon=x, masks=masks, slot_recons=slot_recons, locations=mask_locations(masks),

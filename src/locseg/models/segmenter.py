@@ -58,6 +58,20 @@ def eq1_loss(x: torch.Tensor, recons: torch.Tensor, masks: torch.Tensor, kl: tor
     return terms["recon"] + terms["prior"] + terms["kl"], {k: v.detach() for k, v in terms.items()}
 
 
+def with_background(objects: list[torch.Tensor]) -> torch.Tensor:
+    """Section 2.5: m_1 = 1 - sum_{k>=2} m_k in front of the object masks.
+
+    Args:
+        objects: K - 1 object masks m_k, each (B, H, W).
+
+    Returns:
+        (B, K, 1, H, W) masks, background first, summing to one over K.
+    """
+    stacked = torch.stack(objects, dim=1)  # (B, K-1, H, W)
+    background = 1.0 - stacked.sum(dim=1, keepdim=True)  # (B, 1, H, W)
+    return torch.cat([background, stacked], dim=1).unsqueeze(2)  # (B, K, 1, H, W)
+
+
 class Segmenter(nn.Module):
     """Iterative encoder-decoder with the explicit localization module (the paper's model).
 
@@ -105,9 +119,7 @@ class Segmenter(nn.Module):
             kls.append(kl)
             scopes.append(scope)
             windows.append(window)
-        objects = torch.stack(raw_masks[1:], dim=1)  # (B, K-1, H, W)
-        background = 1.0 - objects.sum(dim=1, keepdim=True)  # (B, 1, H, W) section 2.5
-        masks = torch.cat([background, objects], dim=1).unsqueeze(2)  # (B, K, 1, H, W)
+        masks = with_background(raw_masks[1:])  # (B, K, 1, H, W) section 2.5
         slot_recons = torch.stack(recons, dim=1)  # (B, K, 3, H, W)
         kl = torch.stack(kls, dim=1)  # (B, K)
         loss, terms = eq1_loss(x, slot_recons, masks, kl, self.cfg)
