@@ -588,3 +588,45 @@ def test_refine_splits_merged_neighbour_and_keeps_single_objects():
     s1 = (one.sum(1) > 0).float()
     single = localize(one, one, s1, replace(base, refine=2), quality=torch.ones(1, 24, 24)).L[0]
     assert (single[8:16, 8:16] > 0.5).all(), "a single-coloured object is never split"
+
+
+def test_connected_to_centre_matches_scipy_labels():
+    from scipy import ndimage
+
+    from locseg.localization.connected import connected_to_centre
+
+    g = torch.Generator().manual_seed(3)
+    region = torch.rand(6, 20, 17, generator=g) < 0.55  # (B, H, W) random, many components
+    centre = torch.stack([torch.randint(0, 20, (6,), generator=g), torch.randint(0, 17, (6,), generator=g)], 1)
+    region[0, centre[0, 0], centre[0, 1]] = False  # one centre outside the region: empty result
+    got = connected_to_centre(region, centre)
+    for b in range(6):
+        labels, _ = ndimage.label(region[b].numpy(), structure=np.ones((3, 3)))
+        at = labels[centre[b, 0], centre[b, 1]]
+        expected = (labels == at) if at > 0 else np.zeros_like(labels, dtype=bool)
+        assert np.array_equal(got[b].numpy(), expected), b
+
+
+def test_connected_keeps_only_the_part_of_L_that_touches_the_centre():
+    from locseg.localization.connected import connected_to_centre, keep_connected
+
+    x = torch.zeros(2, 3, 24, 24)  # white squares on black: every window is one colour
+    x[:, :, 6:12, 6:12] = 1.0
+    x[:, :, 6:12, 14:18] = 1.0  # a second square two pixels to the right: separate
+    x[1, 0, :, :] = torch.linspace(0, 1, 24)  # image 1 has a colour ramp: not degenerate
+    scope = (x[0].sum(0) > 0).float().expand(2, 24, 24).clone()  # (B, H, W) the squares are unexplained
+    base = LocalizationConfig(box_size=5, butterworth_f=12.0, gmm_init="window", scope_weights=True)
+    q = torch.ones(2, 24, 24)
+    plain = localize(x, x, scope, base, quality=q)
+    joined = localize(x, x, scope, replace(base, connected=True), quality=q)
+    assert plain.degenerate.tolist() == [True, False]
+    assert torch.equal(plain.centre, joined.centre)
+    first = torch.zeros(24, 24, dtype=torch.bool)
+    first[6:12, 6:12] = True
+    assert first[tuple(joined.centre[0].tolist())]  # the box sum peaks on the bigger square
+    assert ((plain.L[0] > 0.5) & scope[0].bool() & ~first).any(), "the plain window takes a piece of the other"
+    assert torch.equal((joined.L[0] > 0.5) & scope[0].bool(), first)
+    part = connected_to_centre((plain.L > 0.5) & (scope > 0.5), plain.centre)  # (B, H, W)
+    assert torch.equal(joined.L, plain.L * part)  # every window, degenerate or not
+    outside = torch.tensor([[0, 0], [0, 0]])  # centres off the region: L unchanged
+    assert torch.equal(keep_connected(plain.L, scope, outside, 0.5), plain.L)

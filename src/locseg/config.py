@@ -53,6 +53,10 @@ class LocalizationConfig:
     # windows with < 2 weighted pixels or weighted colour variance (summed over RGB) below this are
     # degenerate: L = the window itself (1[G > threshold], or G for restrict="butterworth")
     min_colour_var: float = 1e-6
+    # L keeps only its pixels (L > threshold, s > 0.5) 8-connected to the window's centre
+    # (localization/connected.py): one-colour sprites that do not touch are told apart by position.
+    # False = the paper
+    connected: bool = False
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ Choices (see ``docs/method.md``):
   features under the fitted parameters).
 - Degenerate windows (fewer than two weighted pixels, or weighted colour variance below
   ``min_colour_var``) get L = the window itself (1[G > threshold], or G for ``restrict="butterworth"``).
+- ``connected=True`` (not in the paper) keeps only the pixels of L that are 8-connected to the
+  window's centre through unexplained pixels (``connected.py``).
 - With hard weights the GMM only sees the pixels of the window's footprint G > threshold (the same
   offsets from the centre in every image); pixels of zero weight do not change a weighted GMM, so
   this is exact and makes the cost independent of the image size.

@@ -10,6 +10,7 @@ import torch
 from ..config import LocalizationConfig, check_choices
 from .box_filter import box_argmax
 from .butterworth import butterworth_1d, butterworth_radius, butterworth_window
+from .connected import keep_connected
 from .gmm import (
     degenerate_windows,
     fit_gmm,
@@ -238,6 +239,8 @@ def cut(x: torch.Tensor, centre: torch.Tensor, window: torch.Tensor, scope: torc
         L = L if restriction is None else L * restriction  # (B, H, W)
         fallback = window if config.restrict == "butterworth" else inside  # (B, H, W)
         L = torch.where(degenerate.view(B, 1, 1), fallback, L)  # (B, H, W)
+    if config.connected:
+        L = keep_connected(L, scope, centre, config.threshold)  # (B, H, W)
 
     D = C + 2
     object_mean = fit.means.gather(1, component.view(B, 1, 1).expand(B, 1, D)).squeeze(1)  # (B, D)
