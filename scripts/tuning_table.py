@@ -23,7 +23,8 @@ def overrides(run: Path) -> str:
     keys = {"bg_quality": seg.get("bg_quality"), "background": seg.get("background"),
             "f": seg["localization"]["butterworth_f"], "box": seg["localization"]["box_size"],
             "cov": seg["localization"]["covariance"], "scope_w": seg["localization"].get("scope_weights"),
-            "σ1": seg["localization"]["sigma1"], "σ_obj": seg.get("sigma1_objects") or seg["localization"]["sigma1"]}
+            "σ1": seg["localization"]["sigma1"], "σ_obj": seg.get("sigma1_objects") or seg["localization"]["sigma1"],
+            "connected": seg["localization"].get("connected", False)}
     return ", ".join(f"{k}={v}" for k, v in keys.items())
 
 
