@@ -64,6 +64,8 @@ def main() -> None:
     p.add_argument("--slots", default="", help="K values to try (default: the config's)")
     p.add_argument("--boxes", default="5,9")
     p.add_argument("--fs", default="7,10,14")
+    p.add_argument("--connected", default="false,true", help="values of localization.connected to try")
+    p.add_argument("--scope-weights", default="false", help="values of localization.scope_weights to try")
     args = p.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(args.config)
@@ -73,8 +75,10 @@ def main() -> None:
     true = np.asarray(split["labels"][: args.num_images]).astype(np.int64)  # (B, H, W)
     H, W = true.shape[1:]
     slot_counts = [int(k) for k in args.slots.split(",")] if args.slots else [K]
-    print("| size | K | box | f | connected | AMI (objects) | " + " | ".join(names) + " |")
-    print("|---" * (6 + len(names)) + "|")
+    flags = {"connected": [v == "true" for v in args.connected.split(",")],
+             "scope_weights": [v == "true" for v in args.scope_weights.split(",")]}
+    print("| size | K | box | f | connected | scope weights | AMI (objects) | " + " | ".join(names) + " |")
+    print("|---" * (7 + len(names)) + "|")
     for size in args.sizes.split(","):
         if size == "native":
             x = torch.from_numpy(np.array(split["images"][: args.num_images])).permute(0, 3, 1, 2).float() / 255
@@ -83,17 +87,18 @@ def main() -> None:
             x = to_tensor(split["images"][: args.num_images], "cpu", int(size))  # (B, 3, s, s)
             objects = F.interpolate(torch.from_numpy(true > 0).float()[:, None], size=(int(size),) * 2,
                                     mode="area")[:, 0]  # (B, s, s) each pixel's share of object pixels
-        for k, box, f, connected in itertools.product(slot_counts, (int(b) for b in args.boxes.split(",")),
-                                                      (float(v) for v in args.fs.split(",")), (False, True)):
-            loc = replace(base, box_size=box, butterworth_f=f, connected=connected)
+        for k, box, f, connected, scope_weights in itertools.product(
+                slot_counts, [int(b) for b in args.boxes.split(",")], [float(v) for v in args.fs.split(",")],
+                flags["connected"], flags["scope_weights"]):
+            loc = replace(base, box_size=box, butterworth_f=f, connected=connected, scope_weights=scope_weights)
             pred = oracle_labels(x, objects, loc, k, (H, W)).numpy()
             score = float(np.nanmean(ami(true, pred, ignore_index=0).numpy()))
             shares = []
             for o in range(1, len(names) + 1):
                 hits = [h for h in (own_slot(t, q, o) for t, q in zip(true, pred, strict=True)) if h is not None]
                 shares.append(f"{np.mean(hits):.2f}" if hits else "–")
-            print(f"| {size} | {k} | {box} | {f:g} | {connected} | {score:.3f} | " + " | ".join(shares) + " |",
-                  flush=True)
+            print(f"| {size} | {k} | {box} | {f:g} | {connected} | {scope_weights} | {score:.3f} | "
+                  + " | ".join(shares) + " |", flush=True)
 
 
 if __name__ == "__main__":
