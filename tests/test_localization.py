@@ -630,3 +630,32 @@ def test_connected_keeps_only_the_part_of_L_that_touches_the_centre():
     assert torch.equal(joined.L, plain.L * part)  # every window, degenerate or not
     outside = torch.tensor([[0, 0], [0, 0]])  # centres off the region: L unchanged
     assert torch.equal(keep_connected(plain.L, scope, outside, 0.5), plain.L)
+
+
+def test_blob_split_separates_touching_one_colour_sprites_by_position():
+    from locseg.localization.connected import split_blob
+
+    x = torch.zeros(1, 3, 40, 40)  # two white squares that touch along a thin bridge: one blob
+    x[:, :, 8:22, 4:18] = 1.0
+    x[:, :, 8:22, 22:36] = 1.0
+    x[:, :, 14:16, 18:22] = 1.0  # the bridge
+    scope = (x.sum(1) > 0).float()  # (1, H, W)
+    base = LocalizationConfig(box_size=5, butterworth_f=8.0, gmm_init="window", scope_weights=True)
+    q = torch.ones(1, 40, 40)
+    plain = localize(x, x, scope, replace(base, connected=True), quality=q)
+    split = localize(x, x, scope, replace(base, connected=True, blob_split=30), quality=q)
+    left = torch.zeros(40, 40, dtype=torch.bool)
+    left[8:22, 4:18] = True
+    square = left if left[tuple(split.centre[0].tolist())] else left.flip(1)  # the square under the centre
+    found = split.L[0] > 0.5
+    iou = (found & square).sum() / (found | square).sum()
+    plain_iou = ((plain.L[0] > 0.5) & square).sum() / ((plain.L[0] > 0.5) | square).sum()
+    assert iou > 0.85 and iou > plain_iou, (float(iou), float(plain_iou))
+    # a blob that the cut already holds whole is left alone
+    one = torch.zeros(1, 3, 40, 40)
+    one[:, :, 15:22, 15:22] = 1.0
+    s1 = (one.sum(1) > 0).float()
+    kept = localize(one, one, s1, replace(base, connected=True), quality=q)
+    beyond, _ = split_blob(kept.L, s1, kept.centre, 0.5, 30)
+    assert not beyond.any()
+    assert torch.equal(localize(one, one, s1, replace(base, connected=True, blob_split=30), quality=q).L, kept.L)

@@ -57,6 +57,9 @@ class LocalizationConfig:
     # (localization/connected.py): one-colour sprites that do not touch are told apart by position.
     # False = the paper
     connected: bool = False
+    # EM iterations of a position-only 2-GMM split of the unexplained blob at the centre, used where
+    # that blob reaches beyond L (touching one-colour sprites; localization/connected.py). 0 = off
+    blob_split: int = 0
 
 
 @dataclass(frozen=True)
@@ -319,6 +322,7 @@ def validate(cfg: Config) -> Config:
         (loc.em_tol >= 0, "localization.em_tol must be >= 0"),
         (loc.min_colour_var >= 0, "localization.min_colour_var must be >= 0"),
         (loc.refine >= 0 and loc.refine_gap > 0, "localization.refine must be >= 0 and refine_gap > 0"),
+        (loc.blob_split >= 0, "localization.blob_split must be >= 0"),
         (cfg.data.image_size >= 16, "data.image_size must be >= 16"),
         (tr.batch_size >= 1, "train.batch_size must be >= 1"),
         (tr.max_steps >= 0, "train.max_steps must be >= 0"),

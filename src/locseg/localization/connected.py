@@ -8,6 +8,12 @@ L > threshold that are still unexplained (scope > 0.5): sprites that do not touc
 position, as a connected-components labelling would, while sprites that touch are still cut by the
 GMM and the window alone. Where the centre itself is not such a pixel, L is left as it was.
 
+``blob_split: N`` goes one step further for such sprites: when the blob of unexplained pixels
+(scope > 0.5) 8-connected to the centre reaches beyond L (two or more touching sprites, or one
+sprite larger than the window), L becomes the centre's half of a 2-GMM over the blob's pixel
+positions alone (N EM iterations, full covariance, started at the mean position of the blob's pixels
+that L holds and at that of the ones beyond it): touching sprites are split where their union narrows, not where the window ends.
+
 The fill is a batched flood fill (repeated 3x3 max-pooling inside the region), with no per-image
 Python loop, on any device.
 """
@@ -16,6 +22,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ..types import pixel_centres
+from .gmm import fit_gmm, object_component
 
 _CHECK_EVERY = 8  # dilations between two convergence checks (each check synchronises a GPU)
 
@@ -63,3 +72,39 @@ def keep_connected(L: torch.Tensor, scope: torch.Tensor, centre: torch.Tensor, t
     part = connected_to_centre((L > threshold) & (scope > 0.5), centre)  # (B, H, W)
     use = part.flatten(1).any(1)  # (B,)
     return torch.where(use.view(-1, 1, 1), L * part.to(L.dtype), L)  # (B, H, W)
+
+
+def split_blob(L: torch.Tensor, scope: torch.Tensor, centre: torch.Tensor, threshold: float, iters: int,
+               tol: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the unexplained blob at the centre reaches beyond L, its centre half by position.
+
+    Args:
+        L: (B, H, W) location masks from the cut (before any connectivity restriction).
+        scope: (B, H, W) remaining-mask s.
+        centre: (B, 2) long window centres.
+        threshold: L > threshold is the part of the blob L already holds.
+        iters: EM iterations of the position-only 2-GMM (>= 1).
+        tol: the GMM's stopping tolerance.
+
+    Returns:
+        beyond (B,) bool, True where the blob has pixels outside L > threshold; split (B, H, W) in
+        the dtype of L: the blob's pixels with responsibility > 0.5 for the component holding the
+        centre (meaningful only where ``beyond``).
+    """
+    B, H, W = L.shape
+    blob = connected_to_centre(scope > 0.5, centre)  # (B, H, W)
+    beyond = (blob & ~(L > threshold)).flatten(1).any(1)  # (B,)
+    ys = pixel_centres(H, L.device, torch.float64)  # (H,)
+    xs = pixel_centres(W, L.device, torch.float64)  # (W,)
+    positions = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).view(1, H * W, 2).expand(B, -1, -1)
+    weights = blob.flatten(1).double()  # (B, H * W)
+    centre_index = centre[:, 0] * W + centre[:, 1]  # (B,)
+    held = weights * (L > threshold).flatten(1).double()  # (B, H * W) the blob's pixels L holds
+    rest = weights - held  # (B, H * W) the blob's pixels beyond L
+    def mean(w: torch.Tensor) -> torch.Tensor:  # (B, H * W) -> (B, 2) weighted mean position
+        return (w.unsqueeze(1) @ positions).squeeze(1) / w.sum(1, keepdim=True).clamp_min(1.0)
+    fit = fit_gmm(positions, weights, torch.stack([mean(rest), mean(held)], 1), covariance_type="full",
+                  max_iter=iters, tol=tol)
+    component = object_component(fit.resp, centre_index, "centre")  # (B,)
+    z = fit.resp.gather(2, component.view(B, 1, 1).expand(B, H * W, 1)).view(B, H, W)  # (B, H, W)
+    return beyond, (blob & (z > 0.5)).to(L.dtype)

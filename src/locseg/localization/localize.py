@@ -10,7 +10,7 @@ import torch
 from ..config import LocalizationConfig, check_choices
 from .box_filter import box_argmax
 from .butterworth import butterworth_1d, butterworth_radius, butterworth_window
-from .connected import keep_connected
+from .connected import keep_connected, split_blob
 from .gmm import (
     degenerate_windows,
     fit_gmm,
@@ -239,8 +239,12 @@ def cut(x: torch.Tensor, centre: torch.Tensor, window: torch.Tensor, scope: torc
         L = L if restriction is None else L * restriction  # (B, H, W)
         fallback = window if config.restrict == "butterworth" else inside  # (B, H, W)
         L = torch.where(degenerate.view(B, 1, 1), fallback, L)  # (B, H, W)
+    cut_L = L  # (B, H, W)
     if config.connected:
-        L = keep_connected(L, scope, centre, config.threshold)  # (B, H, W)
+        L = keep_connected(cut_L, scope, centre, config.threshold)  # (B, H, W)
+    if config.blob_split:
+        beyond, split = split_blob(cut_L, scope, centre, config.threshold, config.blob_split, config.em_tol)
+        L = torch.where(beyond.view(B, 1, 1), split, L)  # (B, H, W)
 
     D = C + 2
     object_mean = fit.means.gather(1, component.view(B, 1, 1).expand(B, 1, D)).squeeze(1)  # (B, D)
