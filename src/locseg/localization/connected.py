@@ -12,7 +12,8 @@ GMM and the window alone. Where the centre itself is not such a pixel, L is left
 (scope > 0.5) 8-connected to the centre reaches beyond L (two or more touching sprites, or one
 sprite larger than the window), L becomes the centre's half of a 2-GMM over the blob's pixel
 positions alone (N EM iterations, full covariance, started at the mean position of the blob's pixels
-that L holds and at that of the ones beyond it): touching sprites are split where their union narrows, not where the window ends.
+that L holds and at that of the ones beyond it): touching sprites are split where their union
+narrows, not where the window ends.
 
 The fill is a batched flood fill (repeated 3x3 max-pooling inside the region), with no per-image
 Python loop, on any device.
@@ -74,6 +75,11 @@ def keep_connected(L: torch.Tensor, scope: torch.Tensor, centre: torch.Tensor, t
     return torch.where(use.view(-1, 1, 1), L * part.to(L.dtype), L)  # (B, H, W)
 
 
+def _mean_position(positions: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean (B, 2) of ``positions`` (B, N, 2) under ``weights`` (B, N); 0 where they are all 0."""
+    return (weights.unsqueeze(1) @ positions).squeeze(1) / weights.sum(1, keepdim=True).clamp_min(1.0)
+
+
 def split_blob(L: torch.Tensor, scope: torch.Tensor, centre: torch.Tensor, threshold: float, iters: int,
                tol: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
     """Where the unexplained blob at the centre reaches beyond L, its centre half by position.
@@ -101,10 +107,8 @@ def split_blob(L: torch.Tensor, scope: torch.Tensor, centre: torch.Tensor, thres
     centre_index = centre[:, 0] * W + centre[:, 1]  # (B,)
     held = weights * (L > threshold).flatten(1).double()  # (B, H * W) the blob's pixels L holds
     rest = weights - held  # (B, H * W) the blob's pixels beyond L
-    def mean(w: torch.Tensor) -> torch.Tensor:  # (B, H * W) -> (B, 2) weighted mean position
-        return (w.unsqueeze(1) @ positions).squeeze(1) / w.sum(1, keepdim=True).clamp_min(1.0)
-    fit = fit_gmm(positions, weights, torch.stack([mean(rest), mean(held)], 1), covariance_type="full",
-                  max_iter=iters, tol=tol)
+    starts = torch.stack([_mean_position(positions, rest), _mean_position(positions, held)], 1)  # (B, 2, 2)
+    fit = fit_gmm(positions, weights, starts, covariance_type="full", max_iter=iters, tol=tol)
     component = object_component(fit.resp, centre_index, "centre")  # (B,)
     z = fit.resp.gather(2, component.view(B, 1, 1).expand(B, H * W, 1)).view(B, H, W)  # (B, H, W)
     return beyond, (blob & (z > 0.5)).to(L.dtype)
