@@ -7,8 +7,9 @@ On the validation split (seed-1 data, never a test split) of binarized Multi-dSp
 - a distance-transform watershed (markers: maxima of the Euclidean distance transform at least
   ``min_dist`` pixels apart), the classical way to split touching blobs;
 - the module's oracle (perfect background and reconstructions) with the binarized config, without and
-  with ``localization.connected``, and with the window centred on the deepest unexplained pixel
-  (chessboard depth by repeated erosion) instead of the box-filter argmax;
+  with ``localization.connected``, with the window centred on the deepest unexplained pixel
+  (chessboard depth by repeated erosion) instead of the box-filter argmax, and with
+  ``localization.blob_split`` (a position-only 2-GMM split of blobs that reach beyond L);
 and the oracle and connected components separately on images whose sprites are all separate and on
 images where some touch. Results are quoted in results/tuning_v2.md (round 3).
 """
@@ -88,7 +89,7 @@ def main() -> None:
     n = min(args.num_images, len(split["images"]))
     x = torch.from_numpy(np.array(split["images"][:n])).permute(0, 3, 1, 2).float() / 255  # (B, 3, H, W)
     labels = torch.from_numpy(np.array(split["labels"][:n])).long()  # (B, H, W)
-    cfg = replace(load_config(args.config).model.segmenter.localization, connected=False)
+    cfg = replace(load_config(args.config).model.segmenter.localization, connected=False, blob_split=0)
     K = load_config(args.config).model.segmenter.num_slots
 
     objects = np.array([len(np.unique(lab)) - 1 for lab in labels.numpy()])
@@ -104,6 +105,9 @@ def main() -> None:
     scores["oracle (box argmax)"] = fg_ari(labels, Oracle(K, cfg)(x).masks[:, :, 0].argmax(1))
     scores["oracle + connected"] = fg_ari(labels, Oracle(K, replace(cfg, connected=True))(x).masks[:, :, 0].argmax(1))
     scores["oracle, depth-centred window + connected"] = fg_ari(labels, depth_centred_oracle(x, cfg, K))
+    for iters in (10, 20, 50):
+        oracle = Oracle(K, replace(cfg, connected=True, blob_split=iters))
+        scores[f"oracle + connected + blob_split {iters}"] = fg_ari(labels, oracle(x).masks[:, :, 0].argmax(1))
     print("| method | all | sprites separate | some touch |")
     print("|---|---|---|---|")
     for name, s in scores.items():

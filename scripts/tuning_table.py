@@ -24,7 +24,8 @@ def overrides(run: Path) -> str:
             "f": seg["localization"]["butterworth_f"], "box": seg["localization"]["box_size"],
             "cov": seg["localization"]["covariance"], "scope_w": seg["localization"].get("scope_weights"),
             "σ1": seg["localization"]["sigma1"], "σ_obj": seg.get("sigma1_objects") or seg["localization"]["sigma1"],
-            "connected": seg["localization"].get("connected", False)}
+            "connected": seg["localization"].get("connected", False),
+            "blob_split": seg["localization"].get("blob_split", 0)}
     return ", ".join(f"{k}={v}" for k, v in keys.items())
 
 
