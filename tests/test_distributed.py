@@ -42,6 +42,10 @@ def _worker(rank: int, port: int, data: str, out: str) -> None:
         assert first.step == 2 and first.main == (rank == 0)
         resumed = fit(cfg, data, f"{out}/ddp", progress=False, resume=True)
         assert resumed.step == 4
+        scores: list = [None, None]
+        dist.all_gather_object(scores, resumed.metrics)
+        assert scores[0] and scores[0] == scores[1]  # every rank leaves fit with rank 0's scores
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -85,6 +85,7 @@ def process_group(device: torch.device) -> Iterator[World]:
         here = world()
         log.info("rank %d of %d joined (%s)", here.rank, here.size, backend_for(device))
         yield here
+        dist.barrier()  # no rank tears down while another still has work in flight
     finally:
         dist.destroy_process_group()
 

@@ -470,8 +470,8 @@ class _Run:
         if status == "done" and stop_at is not None and self.step < tc.max_steps:
             status = "stopped"
         self.save()
+        if status != "interrupted":  # rank 0 scores; every rank gets the scores and leaves fit with it
+            last_scores = _from_main(here, lambda: self.evaluate(log_) if log_ is not None else {})
         if log_ is not None:
-            if status != "interrupted":
-                last_scores = self.evaluate(log_)
             log_.close()
         return FitResult(step=self.step, status=status, run_dir=self.run_dir, metrics=last_scores, main=here.main)
