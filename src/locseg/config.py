@@ -60,6 +60,10 @@ class LocalizationConfig:
     # EM iterations of a position-only 2-GMM split of the unexplained blob at the centre, used where
     # that blob reaches beyond L (touching one-colour sprites; localization/connected.py). 0 = off
     blob_split: int = 0
+    # erosions tried to cut the unexplained blob at the centre where touching sprites meet (a narrow
+    # neck); where one separates it, L is the centre's side (localization/connected.py). 0 = off
+    neck_split: int = 0
+    neck_min_pixels: int = 4  # both sides of a cut must keep at least this many eroded pixels
 
 
 @dataclass(frozen=True)
@@ -323,6 +327,8 @@ def validate(cfg: Config) -> Config:
         (loc.min_colour_var >= 0, "localization.min_colour_var must be >= 0"),
         (loc.refine >= 0 and loc.refine_gap > 0, "localization.refine must be >= 0 and refine_gap > 0"),
         (loc.blob_split >= 0, "localization.blob_split must be >= 0"),
+        (loc.neck_split >= 0 and loc.neck_min_pixels >= 1,
+         "localization.neck_split must be >= 0 and localization.neck_min_pixels >= 1"),
         (cfg.data.image_size >= 16, "data.image_size must be >= 16"),
         (tr.batch_size >= 1, "train.batch_size must be >= 1"),
         (tr.max_steps >= 0, "train.max_steps must be >= 0"),

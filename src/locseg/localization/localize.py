@@ -10,7 +10,7 @@ import torch
 from ..config import LocalizationConfig, check_choices
 from .box_filter import box_argmax
 from .butterworth import butterworth_1d, butterworth_radius, butterworth_window
-from .connected import keep_connected, split_blob
+from .connected import connected_to_centre, keep_connected, split_blob, split_neck
 from .gmm import (
     degenerate_windows,
     fit_gmm,
@@ -245,6 +245,10 @@ def cut(x: torch.Tensor, centre: torch.Tensor, window: torch.Tensor, scope: torc
     if config.blob_split:
         beyond, split = split_blob(cut_L, scope, centre, config.threshold, config.blob_split, config.em_tol)
         L = torch.where(beyond.view(B, 1, 1), split, L)  # (B, H, W)
+    if config.neck_split:
+        blob = connected_to_centre(scope > 0.5, centre)  # (B, H, W)
+        found, part = split_neck(blob, centre, config.neck_split, config.neck_min_pixels)
+        L = torch.where(found.view(B, 1, 1), part.to(dtype), L)  # (B, H, W)
 
     D = C + 2
     object_mean = fit.means.gather(1, component.view(B, 1, 1).expand(B, 1, D)).squeeze(1)  # (B, D)
