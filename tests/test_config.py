@@ -26,6 +26,8 @@ def test_dotted_overrides_are_typed():
     ("train.max_steps", "key.sub=value"),
     ("model.segmenter.localization.box_size=4", "odd"),
     ("model.name=resnet", "segmenter or monet"),
+    ("model.segmenter.localization.neck_min_pixels=0", "neck_min_pixels >= 1"),
+    ("model.segmenter.localization.neck_split=-1", "neck_split must be >= 0"),
 ])
 def test_bad_overrides_raise_clear_errors(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -659,3 +659,66 @@ def test_blob_split_separates_touching_one_colour_sprites_by_position():
     beyond, _ = split_blob(kept.L, s1, kept.centre, 0.5, 30)
     assert not beyond.any()
     assert torch.equal(localize(one, one, s1, replace(base, connected=True, blob_split=30), quality=q).L, kept.L)
+
+
+def _neck_reference(blob: np.ndarray, centre: tuple[int, int], max_erosions: int, min_pixels: int) -> int:
+    """scipy's erosion and labelling: the first erosion (1..max) whose part nearest the centre and the
+    rest both hold min_pixels, or 0."""
+    from scipy import ndimage
+
+    eroded = blob
+    for level in range(1, max_erosions + 1):
+        eroded = ndimage.binary_erosion(eroded, structure=np.ones((3, 3)), border_value=0)
+        if not eroded.any():
+            return 0
+        labels, _ = ndimage.label(eroded, structure=np.ones((3, 3)))
+        rows, cols = np.nonzero(eroded)
+        nearest = np.argmin((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2)
+        near = labels == labels[rows[nearest], cols[nearest]]
+        if near.sum() >= min_pixels and (eroded & ~near).sum() >= min_pixels:
+            return level
+    return 0
+
+
+def test_neck_split_finds_the_separating_erosion_that_scipy_finds():
+    from locseg.localization.connected import split_neck
+
+    g = torch.Generator().manual_seed(3)
+    B, H, W = 24, 32, 32
+    blob = torch.zeros(B, H, W, dtype=torch.bool)
+    for b in range(B):  # unions of 1-3 random rectangles
+        for _ in range(int(torch.randint(1, 4, (1,), generator=g))):
+            r, c = torch.randint(0, 24, (2,), generator=g).tolist()
+            h, w = torch.randint(3, 12, (2,), generator=g).tolist()
+            blob[b, r:r + h, c:c + w] = True
+    centre = torch.randint(0, 32, (B, 2), generator=g)
+    found, part = split_neck(blob, centre, 4, 3)
+    expected = [_neck_reference(blob[b].numpy(), tuple(centre[b].tolist()), 4, 3) > 0 for b in range(B)]
+    assert found.tolist() == expected
+    assert 0 < sum(expected) < B  # the draw holds both kinds
+    assert not (part & ~blob).any()  # the cut never leaves the blob
+    assert (part.flatten(1).sum(1)[found] < blob.flatten(1).sum(1)[found]).all()  # and never keeps all of it
+
+
+def test_neck_split_cuts_touching_squares_at_the_neck_and_leaves_one_sprite_whole():
+    x = torch.zeros(2, 3, 40, 40)
+    x[0, :, 8:22, 4:18] = 1.0  # two white squares joined by a short, thin bridge
+    x[0, :, 8:22, 21:35] = 1.0
+    x[0, :, 14:16, 18:21] = 1.0
+    x[1, :, 10:26, 10:26] = 1.0  # one square, bigger than the window
+    scope = (x.sum(1) > 0).float()  # (2, H, W)
+    base = LocalizationConfig(box_size=5, butterworth_f=8.0, gmm_init="window", scope_weights=True,
+                              connected=True)
+    q = torch.ones(2, 40, 40)
+    cut = localize(x, x, scope, replace(base, neck_split=5), quality=q)
+    left = torch.zeros(40, 40, dtype=torch.bool)
+    left[8:22, 4:18] = True
+    right = torch.zeros(40, 40, dtype=torch.bool)
+    right[8:22, 21:35] = True
+    square = left if left[tuple(cut.centre[0].tolist())] else right  # the square under the centre
+    found = cut.L[0] > 0.5
+    assert (found & square).sum() == square.sum()  # all of it
+    assert not (found & (right if square is left else left)).any()  # none of the other square
+    assert (found & ~square).sum() <= 4  # at most the bridge's pixels on its side
+    plain = localize(x, x, scope, base, quality=q)
+    assert torch.equal(cut.L[1], plain.L[1])  # a convex sprite: no erosion separates it, L stands
