@@ -633,7 +633,7 @@ def test_connected_keeps_only_the_part_of_L_that_touches_the_centre():
 
 
 def test_blob_split_separates_touching_one_colour_sprites_by_position():
-    from locseg.localization.connected import split_blob
+    from locseg.localization.connected import connected_to_centre, split_blob
 
     x = torch.zeros(1, 3, 40, 40)  # two white squares that touch along a thin bridge: one blob
     x[:, :, 8:22, 4:18] = 1.0
@@ -656,7 +656,7 @@ def test_blob_split_separates_touching_one_colour_sprites_by_position():
     one[:, :, 15:22, 15:22] = 1.0
     s1 = (one.sum(1) > 0).float()
     kept = localize(one, one, s1, replace(base, connected=True), quality=q)
-    beyond, _ = split_blob(kept.L, s1, kept.centre, 0.5, 30)
+    beyond, _ = split_blob(kept.L, connected_to_centre(s1 > 0.5, kept.centre), kept.centre, 0.5, 30)
     assert not beyond.any()
     assert torch.equal(localize(one, one, s1, replace(base, connected=True, blob_split=30), quality=q).L, kept.L)
 

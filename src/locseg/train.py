@@ -471,7 +471,7 @@ class _Run:
             status = "stopped"
         self.save()
         if status != "interrupted":  # rank 0 scores; every rank gets the scores and leaves fit with it
-            last_scores = _from_main(here, lambda: self.evaluate(log_) if log_ is not None else {})
+            last_scores = _from_main(here, lambda: self.evaluate(log_))  # log_ exists on rank 0, where it runs
         if log_ is not None:
             log_.close()
         return FitResult(step=self.step, status=status, run_dir=self.run_dir, metrics=last_scores, main=here.main)

@@ -86,13 +86,13 @@ def _mean_position(positions: torch.Tensor, weights: torch.Tensor) -> torch.Tens
     return (weights.unsqueeze(1) @ positions).squeeze(1) / weights.sum(1, keepdim=True).clamp_min(1.0)
 
 
-def split_blob(L: torch.Tensor, scope: torch.Tensor, centre: torch.Tensor, threshold: float, iters: int,
+def split_blob(L: torch.Tensor, blob: torch.Tensor, centre: torch.Tensor, threshold: float, iters: int,
                tol: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
     """Where the unexplained blob at the centre reaches beyond L, its centre half by position.
 
     Args:
         L: (B, H, W) location masks from the cut (before any connectivity restriction).
-        scope: (B, H, W) remaining-mask s.
+        blob: (B, H, W) bool unexplained pixels (s > 0.5) 8-connected to the centre.
         centre: (B, 2) long window centres.
         threshold: L > threshold is the part of the blob L already holds.
         iters: EM iterations of the position-only 2-GMM (>= 1).
@@ -104,7 +104,6 @@ def split_blob(L: torch.Tensor, scope: torch.Tensor, centre: torch.Tensor, thres
         centre (meaningful only where ``beyond``).
     """
     B, H, W = L.shape
-    blob = connected_to_centre(scope > 0.5, centre)  # (B, H, W)
     beyond = (blob & ~(L > threshold)).flatten(1).any(1)  # (B,)
     ys = pixel_centres(H, L.device, torch.float64)  # (H,)
     xs = pixel_centres(W, L.device, torch.float64)  # (W,)

@@ -242,11 +242,12 @@ def cut(x: torch.Tensor, centre: torch.Tensor, window: torch.Tensor, scope: torc
     cut_L = L  # (B, H, W)
     if config.connected:
         L = keep_connected(cut_L, scope, centre, config.threshold)  # (B, H, W)
+    if config.blob_split or config.neck_split:
+        blob = connected_to_centre(scope > 0.5, centre)  # (B, H, W) the unexplained blob at the centre
     if config.blob_split:
-        beyond, split = split_blob(cut_L, scope, centre, config.threshold, config.blob_split, config.em_tol)
+        beyond, split = split_blob(cut_L, blob, centre, config.threshold, config.blob_split, config.em_tol)
         L = torch.where(beyond.view(B, 1, 1), split, L)  # (B, H, W)
     if config.neck_split:
-        blob = connected_to_centre(scope > 0.5, centre)  # (B, H, W)
         found, part = split_neck(blob, centre, config.neck_split, config.neck_min_pixels)
         L = torch.where(found.view(B, 1, 1), part.to(dtype), L)  # (B, H, W)
 
