@@ -28,6 +28,8 @@ def test_dotted_overrides_are_typed():
     ("model.name=resnet", "segmenter or monet"),
     ("model.segmenter.localization.neck_min_pixels=0", "neck_min_pixels >= 1"),
     ("model.segmenter.localization.neck_split=-1", "neck_split must be >= 0"),
+    ("model.segmenter.localization.concave_split=-0.5", "concave_split must be >= 0"),
+    ("model.segmenter.localization.concave_min_pixels=0", "concave_min_pixels >= 1"),
 ])
 def test_bad_overrides_raise_clear_errors(override, message):
     with pytest.raises(ConfigError, match=message):

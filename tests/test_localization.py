@@ -722,3 +722,105 @@ def test_neck_split_cuts_touching_squares_at_the_neck_and_leaves_one_sprite_whol
     assert (found & ~square).sum() <= 4  # at most the bridge's pixels on its side
     plain = localize(x, x, scope, base, quality=q)
     assert torch.equal(cut.L[1], plain.L[1])  # a convex sprite: no erosion separates it, L stands
+
+
+def _random_blobs(seed: int, B: int = 16, size: int = 32) -> torch.Tensor:
+    """(B, size, size) bool unions of 1-3 random rectangles and discs."""
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.arange(size).view(size, 1)
+    cols = torch.arange(size).view(1, size)
+    blob = torch.zeros(B, size, size, dtype=torch.bool)
+    for b in range(B):
+        for _ in range(int(torch.randint(1, 4, (1,), generator=g))):
+            r, c = torch.randint(2, size - 10, (2,), generator=g).tolist()
+            h, w = torch.randint(3, 10, (2,), generator=g).tolist()
+            if torch.rand(1, generator=g) < 0.5:
+                blob[b, r:r + h, c:c + w] = True
+            else:
+                blob[b] |= (rows - r) ** 2 + (cols - c) ** 2 <= h * h
+    return blob
+
+
+def test_label_components_gives_scipys_partition():
+    from scipy import ndimage
+
+    from locseg.localization.concave import label_components
+
+    region = torch.rand(12, 20, 24, generator=torch.Generator().manual_seed(0)) < 0.45
+    for connectivity, structure in ((8, np.ones((3, 3))), (4, ndimage.generate_binary_structure(2, 1))):
+        ours = label_components(region, connectivity).numpy()
+        for b in range(region.shape[0]):
+            theirs, count = ndimage.label(region[b].numpy(), structure=structure)
+            assert ((ours[b] > 0) == (theirs > 0)).all()
+            pairs = {(int(o), int(t)) for o, t in zip(ours[b][theirs > 0], theirs[theirs > 0])}
+            assert len(pairs) == count == len({o for o, _ in pairs})  # a one-to-one map of labels
+    with pytest.raises(ValueError, match="connectivity"):
+        label_components(region, 6)
+
+
+def test_hull_depth_matches_scipys_convex_hull_of_the_pixel_squares():
+    from scipy.spatial import ConvexHull
+
+    from locseg.localization.concave import hull_depth
+
+    blob = _random_blobs(5)
+    depth = hull_depth(blob, directions=64)
+    H, W = blob.shape[1:]
+    grid = np.stack(np.meshgrid(np.arange(H), np.arange(W), indexing="ij"), -1).reshape(-1, 2).astype(float)
+    corners = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+    for b in range(blob.shape[0]):
+        pixels = np.argwhere(blob[b].numpy()).astype(float)
+        hull = ConvexHull((pixels[:, None, :] + corners[None]).reshape(-1, 2))
+        exact = -(grid @ hull.equations[:, :2].T + hull.equations[:, 2]).max(1)  # distance to the edges
+        ours = depth[b].flatten().numpy()
+        inside = exact >= 0
+        assert (ours[inside] >= exact[inside] - 1e-4).all()  # the polygon holds the exact hull
+        assert (ours[inside] <= exact[inside] + 0.5).all()  # and lies at most half a pixel beyond it
+        assert (ours >= 0).sum() <= inside.sum() * 1.06 + 2
+        assert (ours[blob[b].flatten().numpy()] >= 0).all()  # every blob pixel is in the hull
+
+
+def test_split_concave_cuts_overlapping_squares_between_their_dents_and_leaves_convex_shapes_whole():
+    from locseg.localization.concave import split_concave
+
+    H = W = 40
+    rows = torch.arange(H).view(H, 1)
+    cols = torch.arange(W).view(1, W)
+    blob = torch.zeros(4, H, W, dtype=torch.bool)
+    first = torch.zeros(H, W, dtype=torch.bool)
+    first[6:22, 6:22] = True
+    second = torch.zeros(H, W, dtype=torch.bool)
+    second[14:32, 16:34] = True
+    blob[0] = first | second  # two overlapping squares: no neck, two dents where they cross
+    blob[1] = (rows - 20) ** 2 / 12 ** 2 + (cols - 20) ** 2 / 7 ** 2 <= 1  # an ellipse: convex
+    blob[2] = first | second
+    blob[3, 10:14, 10:30] = True  # a thin bar and a small corner piece: the piece is too small
+    blob[3, 14:17, 10:13] = True
+    centre = torch.tensor([[8, 8], [20, 20], [30, 32], [11, 20]])
+    found, part = split_concave(blob, centre, min_depth=1.0, min_pixels=30)
+    assert found.tolist() == [True, False, True, False]
+    assert not (part & ~blob).any()
+    for b, square in ((0, first), (2, second & ~first)):
+        iou = (part[b] & square).sum() / (part[b] | square).sum()
+        assert iou > 0.85, (b, float(iou))
+    assert not (part[0] & part[2]).any()  # the two sides of one cut do not overlap
+    none, _ = split_concave(blob, centre, min_depth=1.0, min_pixels=400)  # parts would be too small
+    assert not none.any()
+
+
+def test_concave_split_in_the_module_runs_only_where_the_neck_cut_found_nothing():
+    x = torch.zeros(2, 3, 40, 40)
+    x[0, :, 6:22, 6:22] = 1.0  # overlapping squares: no neck
+    x[0, :, 14:32, 16:34] = 1.0
+    x[1, :, 8:22, 4:18] = 1.0  # two squares joined by a thin bridge: the neck cut takes it
+    x[1, :, 8:22, 21:35] = 1.0
+    x[1, :, 14:16, 18:21] = 1.0
+    scope = (x.sum(1) > 0).float()
+    base = LocalizationConfig(box_size=5, butterworth_f=8.0, gmm_init="window", scope_weights=True,
+                              connected=True, neck_split=2)  # two erosions leave the overlap whole
+    q = torch.ones(2, 40, 40)
+    neck = localize(x, x, scope, base, quality=q)
+    both = localize(x, x, scope, replace(base, concave_split=1.0, concave_min_pixels=30), quality=q)
+    assert torch.equal(both.L[1], neck.L[1])  # the neck cut stands where it found a cut
+    assert not torch.equal(both.L[0], neck.L[0])
+    assert (both.L[0] > 0.5).sum() < 0.7 * scope[0].sum()  # one square's side, not the union

@@ -10,6 +10,7 @@ import torch
 from ..config import LocalizationConfig, check_choices
 from .box_filter import box_argmax
 from .butterworth import butterworth_1d, butterworth_radius, butterworth_window
+from .concave import split_concave
 from .connected import connected_to_centre, keep_connected, split_blob, split_neck
 from .gmm import (
     degenerate_windows,
@@ -242,7 +243,7 @@ def cut(x: torch.Tensor, centre: torch.Tensor, window: torch.Tensor, scope: torc
     cut_L = L  # (B, H, W)
     if config.connected:
         L = keep_connected(cut_L, scope, centre, config.threshold)  # (B, H, W)
-    if config.blob_split or config.neck_split:
+    if config.blob_split or config.neck_split or config.concave_split:
         blob = connected_to_centre(scope > 0.5, centre)  # (B, H, W) the unexplained blob at the centre
     if config.blob_split:
         beyond, split = split_blob(cut_L, blob, centre, config.threshold, config.blob_split, config.em_tol)
@@ -250,6 +251,11 @@ def cut(x: torch.Tensor, centre: torch.Tensor, window: torch.Tensor, scope: torc
     if config.neck_split:
         found, part = split_neck(blob, centre, config.neck_split, config.neck_min_pixels)
         L = torch.where(found.view(B, 1, 1), part.to(dtype), L)  # (B, H, W)
+    if config.concave_split:
+        # only where the neck cut (if on) left the blob whole
+        unsplit = blob & ~found.view(B, 1, 1) if config.neck_split else blob  # (B, H, W)
+        dented, part = split_concave(unsplit, centre, config.concave_split, config.concave_min_pixels)
+        L = torch.where(dented.view(B, 1, 1), part.to(dtype), L)  # (B, H, W)
 
     D = C + 2
     object_mean = fit.means.gather(1, component.view(B, 1, 1).expand(B, 1, D)).squeeze(1)  # (B, D)
