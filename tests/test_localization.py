@@ -752,7 +752,7 @@ def test_label_components_gives_scipys_partition():
         for b in range(region.shape[0]):
             theirs, count = ndimage.label(region[b].numpy(), structure=structure)
             assert ((ours[b] > 0) == (theirs > 0)).all()
-            pairs = {(int(o), int(t)) for o, t in zip(ours[b][theirs > 0], theirs[theirs > 0])}
+            pairs = {(int(o), int(t)) for o, t in zip(ours[b][theirs > 0], theirs[theirs > 0], strict=True)}
             assert len(pairs) == count == len({o for o, _ in pairs})  # a one-to-one map of labels
     with pytest.raises(ValueError, match="connectivity"):
         label_components(region, 6)
