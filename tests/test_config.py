@@ -29,7 +29,8 @@ def test_dotted_overrides_are_typed():
     ("model.segmenter.localization.neck_min_pixels=0", "neck_min_pixels >= 1"),
     ("model.segmenter.localization.neck_split=-1", "neck_split must be >= 0"),
     ("model.segmenter.localization.concave_split=-0.5", "concave_split must be >= 0"),
-    ("model.segmenter.localization.concave_min_pixels=0", "concave_min_pixels >= 1"),
+    ("model.segmenter.localization.concave_min_pixels=0", "concave_min_pixels and concave_rounds >= 1"),
+    ("model.segmenter.localization.concave_rounds=0", "concave_min_pixels and concave_rounds >= 1"),
 ])
 def test_bad_overrides_raise_clear_errors(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -808,19 +808,28 @@ def test_split_concave_cuts_overlapping_squares_between_their_dents_and_leaves_c
     assert not none.any()
 
 
-def test_concave_split_in_the_module_runs_only_where_the_neck_cut_found_nothing():
-    x = torch.zeros(2, 3, 40, 40)
+def test_concave_split_in_the_module_keeps_a_neck_cut_square_and_cuts_overlaps_again_inside_each_side():
+    x = torch.zeros(3, 3, 44, 44)
     x[0, :, 6:22, 6:22] = 1.0  # overlapping squares: no neck
     x[0, :, 14:32, 16:34] = 1.0
     x[1, :, 8:22, 4:18] = 1.0  # two squares joined by a thin bridge: the neck cut takes it
     x[1, :, 8:22, 21:35] = 1.0
     x[1, :, 14:16, 18:21] = 1.0
+    for r, c in ((4, 4), (12, 14), (20, 24)):  # a chain of three overlapping squares: two cuts
+        x[2, :, r:r + 15, c:c + 15] = 1.0
     scope = (x.sum(1) > 0).float()
     base = LocalizationConfig(box_size=5, butterworth_f=8.0, gmm_init="window", scope_weights=True,
-                              connected=True, neck_split=2)  # two erosions leave the overlap whole
-    q = torch.ones(2, 40, 40)
+                              connected=True, neck_split=2)  # two erosions leave the overlaps whole
+    q = torch.ones(3, 44, 44)
     neck = localize(x, x, scope, base, quality=q)
-    both = localize(x, x, scope, replace(base, concave_split=1.0, concave_min_pixels=30), quality=q)
-    assert torch.equal(both.L[1], neck.L[1])  # the neck cut stands where it found a cut
-    assert not torch.equal(both.L[0], neck.L[0])
-    assert (both.L[0] > 0.5).sum() < 0.7 * scope[0].sum()  # one square's side, not the union
+    once = localize(x, x, scope, replace(base, concave_split=1.0, concave_min_pixels=30, concave_rounds=1), quality=q)
+    twice = localize(x, x, scope, replace(base, concave_split=1.0, concave_min_pixels=30), quality=q)
+    assert torch.equal(twice.L[1], neck.L[1])  # the neck cut's square is convex: nothing more to cut
+    assert (twice.L[0] > 0.5).sum() < 0.7 * scope[0].sum()  # one square's side, not the union
+    square = torch.zeros(44, 44, dtype=torch.bool)
+    r, c = twice.centre[2].tolist()
+    owner = [(r0, c0) for r0, c0 in ((4, 4), (12, 14), (20, 24)) if r0 <= r < r0 + 15 and c0 <= c < c0 + 15][0]
+    square[owner[0]:owner[0] + 15, owner[1]:owner[1] + 15] = True
+    got, first = twice.L[2] > 0.5, once.L[2] > 0.5
+    assert (got & ~square).sum() <= 10 and (got & square).sum() >= 0.85 * 225  # one square after two cuts
+    assert first.sum() > got.sum() + 50  # one cut left two squares on the centre's side

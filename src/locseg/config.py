@@ -64,11 +64,12 @@ class LocalizationConfig:
     # neck); where one separates it, L is the centre's side (localization/connected.py). 0 = off
     neck_split: int = 0
     neck_min_pixels: int = 4  # both sides of a cut must keep at least this many eroded pixels
-    # where the neck cut finds nothing: cut the blob along the line between two dents of its outline
+    # cut the blob (or the neck cut's part of it) along the line between two dents of its outline
     # (concavities of its convex hull) at least this many pixels deep; L is the centre's side
     # (localization/concave.py). 0 = off
     concave_split: float = 0.0
     concave_min_pixels: int = 60  # both sides of a concave cut must keep at least this many pixels
+    concave_rounds: int = 2  # cuts in a row, each inside the centre's side of the one before
 
 
 @dataclass(frozen=True)
@@ -334,8 +335,8 @@ def validate(cfg: Config) -> Config:
         (loc.blob_split >= 0, "localization.blob_split must be >= 0"),
         (loc.neck_split >= 0 and loc.neck_min_pixels >= 1,
          "localization.neck_split must be >= 0 and localization.neck_min_pixels >= 1"),
-        (loc.concave_split >= 0 and loc.concave_min_pixels >= 1,
-         "localization.concave_split must be >= 0 and localization.concave_min_pixels >= 1"),
+        (loc.concave_split >= 0 and loc.concave_min_pixels >= 1 and loc.concave_rounds >= 1,
+         "localization.concave_split must be >= 0, concave_min_pixels and concave_rounds >= 1"),
         (cfg.data.image_size >= 16, "data.image_size must be >= 16"),
         (tr.batch_size >= 1, "train.batch_size must be >= 1"),
         (tr.max_steps >= 0, "train.max_steps must be >= 0"),

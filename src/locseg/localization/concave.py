@@ -17,6 +17,9 @@ centre, where the neck cut found nothing:
 4. both parts grow back inside the blob (3x3, ties to the far part), and L becomes the blob's part
    grown from the centre's side.
 
+``localize`` runs the cut inside the neck cut's part where that made one, and ``concave_rounds``
+times in a row, each inside the centre's side of the cut before (a blob of three sprites needs two).
+
 Batched over images, with no per-image Python loop, on any device. Labelling is by repeated max
 pooling of pixel ids inside the region (8-connected with a 3x3 window, 4-connected with a cross).
 """

@@ -252,10 +252,15 @@ def cut(x: torch.Tensor, centre: torch.Tensor, window: torch.Tensor, scope: torc
         found, part = split_neck(blob, centre, config.neck_split, config.neck_min_pixels)
         L = torch.where(found.view(B, 1, 1), part.to(dtype), L)  # (B, H, W)
     if config.concave_split:
-        # only where the neck cut (if on) left the blob whole
-        unsplit = blob & ~found.view(B, 1, 1) if config.neck_split else blob  # (B, H, W)
-        dented, part = split_concave(unsplit, centre, config.concave_split, config.concave_min_pixels)
-        L = torch.where(dented.view(B, 1, 1), part.to(dtype), L)  # (B, H, W)
+        # inside the neck cut's part where it made one, else inside the blob; then again inside the
+        # centre's side of each concave cut (a blob of three sprites needs two cuts)
+        region = torch.where(found.view(B, 1, 1), part, blob) if config.neck_split else blob  # (B, H, W)
+        for _ in range(config.concave_rounds):
+            dented, side = split_concave(region, centre, config.concave_split, config.concave_min_pixels)
+            L = torch.where(dented.view(B, 1, 1), side.to(dtype), L)  # (B, H, W)
+            region = torch.where(dented.view(B, 1, 1), side, region)  # (B, H, W)
+            if not bool(dented.any()):
+                break
 
     D = C + 2
     object_mean = fit.means.gather(1, component.view(B, 1, 1).expand(B, 1, D)).squeeze(1)  # (B, D)
