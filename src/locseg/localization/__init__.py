@@ -35,7 +35,7 @@ Everything runs under ``torch.no_grad()``: the module is not trained and returns
 from .box_filter import box_argmax, box_sum
 from .butterworth import butterworth_1d, butterworth_radius, butterworth_window
 from .gmm import GMMResult, fit_gmm, pixel_features
-from .localize import LocalizeResult, WindowPixels, cut, initial_means, localize, locate, window_pixels
+from .pipeline import LocalizeResult, WindowPixels, cut, initial_means, localize, locate, window_pixels
 from .quality import quality_map
 
 __all__ = [
