@@ -833,3 +833,13 @@ def test_concave_split_in_the_module_keeps_a_neck_cut_square_and_cuts_overlaps_a
     got, first = twice.L[2] > 0.5, once.L[2] > 0.5
     assert (got & ~square).sum() <= 10 and (got & square).sum() >= 0.85 * 225  # one square after two cuts
     assert first.sum() > got.sum() + 50  # one cut left two squares on the centre's side
+
+
+def test_neighbourhood_maxima_equal_max_pooling_and_a_padded_cross():
+    from locseg.localization.connected import max_3x3, max_cross
+
+    x = torch.randn(5, 7, 9, generator=torch.Generator().manual_seed(0))  # negatives too: erosion uses -x
+    assert torch.equal(max_3x3(x), torch.nn.functional.max_pool2d(x.unsqueeze(1), 3, stride=1, padding=1)[:, 0])
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), value=-math.inf)
+    cross = torch.stack([x, padded[:, :-2, 1:-1], padded[:, 2:, 1:-1], padded[:, 1:-1, :-2], padded[:, 1:-1, 2:]])
+    assert torch.equal(max_cross(x), cross.amax(0))

@@ -20,8 +20,8 @@ centre, where the neck cut found nothing:
 ``localize`` runs the cut inside the neck cut's part where that made one, and ``concave_rounds``
 times in a row, each inside the centre's side of the cut before (a blob of three sprites needs two).
 
-Batched over images, with no per-image Python loop, on any device. Labelling is by repeated max
-pooling of pixel ids inside the region (8-connected with a 3x3 window, 4-connected with a cross).
+Batched over images, with no per-image Python loop, on any device. Labelling spreads the largest pixel
+id through each part (8-connected with a 3x3 window, 4-connected with a cross) with pointer jumping.
 """
 
 from __future__ import annotations
@@ -29,19 +29,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
-from .connected import _nearest_pixel
+from .connected import _nearest_pixel, grow_apart, max_3x3, max_cross
 
 _CHECK_EVERY = 8  # propagation rounds between two convergence checks (each synchronises a GPU)
 _PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))  # pairs of the four deepest concavities
-
-
-def _spread4(ids: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) max of each pixel and its 4 neighbours."""
-    padded = F.pad(ids, (1, 1, 1, 1))  # (N, H + 2, W + 2) zeros outside
-    return torch.stack([ids, padded[:, :-2, 1:-1], padded[:, 2:, 1:-1], padded[:, 1:-1, :-2],
-                        padded[:, 1:-1, 2:]]).amax(0)
 
 
 @torch.no_grad()
@@ -67,10 +59,12 @@ def label_components(region: torch.Tensor, connectivity: int = 8) -> torch.Tenso
     while True:
         before = ids
         for _ in range(_CHECK_EVERY):
-            if connectivity == 8:
-                ids = F.max_pool2d(ids.unsqueeze(1), 3, stride=1, padding=1)[:, 0] * inside
-            else:
-                ids = _spread4(ids) * inside
+            ids = (max_3x3(ids) if connectivity == 8 else max_cross(ids)) * inside
+            # pointer jumping: a pixel labelled with pixel q's id takes q's label, which is at least as
+            # large and from the same part, so labels cross a part in a logarithmic number of rounds
+            flat = ids.view(N, H * W)
+            jumped = flat.gather(1, (flat.long() - 1).clamp_min(0)) * (flat > 0)  # (N, HW)
+            ids = torch.maximum(flat, jumped).view(N, H, W)
         if torch.equal(ids, before):
             return ids.long()  # float32 holds every id exactly up to 2**24 pixels
 
@@ -155,13 +149,20 @@ def split_concave(blob: torch.Tensor, centre: torch.Tensor, min_depth: float, mi
     b_idx = torch.tensor([b for _, b in pairs], device=blob.device)
     P = len(pairs)
     start, end = point[:, a_idx], point[:, b_idx]  # (N, P, 2)
-    line = _line_mask(start.reshape(N * P, 2), end.reshape(N * P, 2), H, W)  # (N P, HW)
-    rest = sub.view(N, 1, H * W).expand(N, P, H * W).reshape(N * P, H * W) & ~line  # (N P, HW)
-    pieces = label_components(rest.view(N * P, H, W), 4).view(N * P, H * W)  # (N P, HW)
-    sizes = torch.zeros(N * P, H * W + 1, device=blob.device).scatter_add_(1, pieces, rest.float())
+    deep = usable[:, a_idx] & usable[:, b_idx]  # (N, P) pairs of dents both deep enough
+    rows = deep.flatten().nonzero().flatten()  # (M,) only these pairs are cut and labelled
+    if rows.numel() == 0:
+        return found, part
+    line = _line_mask(start.reshape(N * P, 2)[rows], end.reshape(N * P, 2)[rows], H, W)  # (M, HW)
+    rest = sub.view(N, H * W)[rows // P] & ~line  # (M, HW)
+    labelled = label_components(rest.view(-1, H, W), 4).view(-1, H * W)  # (M, HW)
+    pieces = torch.zeros(N * P, H * W, dtype=torch.long, device=blob.device)
+    pieces[rows] = labelled  # (N P, HW) 0 for the pairs not cut
+    sizes = torch.zeros(N * P, H * W + 1, device=blob.device)
+    sizes[rows] = sizes[rows].scatter_add_(1, labelled, rest.float())
     sizes[:, 0] = 0.0
     big_size, big_label = sizes.topk(2, 1)  # (N P, 2) the two largest parts
-    ok = (big_size[:, 1] >= min_pixels).view(N, P) & usable[:, a_idx] & usable[:, b_idx]  # (N, P)
+    ok = (big_size[:, 1] >= min_pixels).view(N, P) & deep  # (N, P)
     length = (end - start).norm(dim=2)  # (N, P)
     score = length / (top_depth[:, a_idx] + top_depth[:, b_idx]).clamp_min(1e-6)  # (N, P)
     best = torch.where(ok, score, torch.full_like(score, math.inf)).argmin(1)  # (N,)
@@ -173,15 +174,8 @@ def split_concave(blob: torch.Tensor, centre: torch.Tensor, min_depth: float, mi
     near = _nearest_pixel(first | second, centre[todo])  # (N, 2) the centre, or the nearest part pixel
     rows = torch.arange(N, device=blob.device)
     in_first = first[rows, near[:, 0], near[:, 1]]  # (N,)
-    mine = torch.where(in_first.view(N, 1, 1), first, second).unsqueeze(1).float()  # (N, 1, H, W)
-    theirs = torch.where(in_first.view(N, 1, 1), second, first).unsqueeze(1).float()
-    inside = sub.unsqueeze(1).float()  # (N, 1, H, W)
-    for _ in range(grow_rounds):
-        grow_mine = F.max_pool2d(mine, 3, stride=1, padding=1) * inside
-        grow_theirs = F.max_pool2d(theirs, 3, stride=1, padding=1) * inside
-        free = 1.0 - torch.maximum(mine, theirs)  # (N, 1, H, W)
-        theirs = torch.maximum(theirs, grow_theirs * free)
-        mine = torch.maximum(mine, grow_mine * free * (1.0 - grow_theirs))
+    mine = torch.where(in_first.view(N, 1, 1), first, second)  # (N, H, W)
+    theirs = torch.where(in_first.view(N, 1, 1), second, first)  # (N, H, W)
     found[todo] = cut
-    part[todo] = (mine[:, 0] > 0) & cut.view(N, 1, 1)
+    part[todo] = grow_apart(mine, theirs, sub, grow_rounds) & cut.view(N, 1, 1)
     return found, part
