@@ -3,7 +3,7 @@
 Where two white sprites overlap, their union often shows no neck that a few erosions could find
 (``neck_split``), but its outline still bends inwards twice where the two shapes cross: the union is
 not convex there. ``concave_split: d`` looks for such dents in the unexplained blob at the window's
-centre, where the neck cut found nothing:
+centre:
 
 1. the blob's convex hull, as the intersection of the half-planes that support the blob's pixel
    squares in ``directions`` evenly spaced directions (a polygon around the exact hull);
@@ -30,9 +30,8 @@ import math
 
 import torch
 
-from .connected import _nearest_pixel, grow_apart, max_3x3, max_cross
+from .connected import _CHECK_EVERY, _nearest_pixel, grow_apart, max_3x3, max_cross
 
-_CHECK_EVERY = 8  # propagation rounds between two convergence checks (each synchronises a GPU)
 _PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))  # pairs of the four deepest concavities
 
 
@@ -172,8 +171,7 @@ def split_concave(blob: torch.Tensor, centre: torch.Tensor, min_depth: float, mi
     first = (pieces == big_label[:, :1]).view(N, H, W)  # (N, H, W)
     second = (pieces == big_label[:, 1:]).view(N, H, W)  # (N, H, W)
     near = _nearest_pixel(first | second, centre[todo])  # (N, 2) the centre, or the nearest part pixel
-    rows = torch.arange(N, device=blob.device)
-    in_first = first[rows, near[:, 0], near[:, 1]]  # (N,)
+    in_first = first[torch.arange(N, device=blob.device), near[:, 0], near[:, 1]]  # (N,)
     mine = torch.where(in_first.view(N, 1, 1), first, second)  # (N, H, W)
     theirs = torch.where(in_first.view(N, 1, 1), second, first)  # (N, H, W)
     found[todo] = cut

@@ -35,20 +35,23 @@ from .gmm import fit_gmm, object_component
 _CHECK_EVERY = 8  # dilations between two convergence checks (each check synchronises a GPU)
 
 
-def max_cross(x: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) max of each pixel and its 4 edge neighbours inside the image.
+def _max_along(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """(N, H, W) max of each pixel and its two neighbours along ``dim`` (1: rows, 2: columns) inside the
+    image, by shifted in-place maxima: on the CPU about 20x faster than a stride-1 ``max_pool2d``."""
+    out = x.clone()
+    n = x.shape[dim]
+    torch.maximum(out.narrow(dim, 1, n - 1), x.narrow(dim, 0, n - 1), out=out.narrow(dim, 1, n - 1))
+    torch.maximum(out.narrow(dim, 0, n - 1), x.narrow(dim, 1, n - 1), out=out.narrow(dim, 0, n - 1))
+    return out
 
-    Shifted in-place maxima: on the CPU about 20x faster than a stride-1 ``max_pool2d``, and exact.
+
+def max_cross(x: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) max of each pixel and its 4 edge neighbours inside the image (exact).
 
     >>> max_cross(torch.tensor([[[0., 0., 0.], [0., 1., 0.], [0., 0., 0.]]])).long().tolist()
     [[[0, 1, 0], [1, 1, 1], [0, 1, 0]]]
     """
-    out = x.clone()
-    torch.maximum(out[:, 1:], x[:, :-1], out=out[:, 1:])
-    torch.maximum(out[:, :-1], x[:, 1:], out=out[:, :-1])
-    torch.maximum(out[:, :, 1:], x[:, :, :-1], out=out[:, :, 1:])
-    torch.maximum(out[:, :, :-1], x[:, :, 1:], out=out[:, :, :-1])
-    return out
+    return torch.maximum(_max_along(x, 1), _max_along(x, 2))
 
 
 def max_3x3(x: torch.Tensor) -> torch.Tensor:
@@ -58,13 +61,7 @@ def max_3x3(x: torch.Tensor) -> torch.Tensor:
     >>> max_3x3(torch.tensor([[[0., 0., 0.], [0., 1., 0.], [0., 0., 0.]]])).long().tolist()
     [[[1, 1, 1], [1, 1, 1], [1, 1, 1]]]
     """
-    rows = x.clone()
-    torch.maximum(rows[:, 1:], x[:, :-1], out=rows[:, 1:])
-    torch.maximum(rows[:, :-1], x[:, 1:], out=rows[:, :-1])
-    out = rows.clone()
-    torch.maximum(out[:, :, 1:], rows[:, :, :-1], out=out[:, :, 1:])
-    torch.maximum(out[:, :, :-1], rows[:, :, 1:], out=out[:, :, :-1])
-    return out
+    return _max_along(_max_along(x, 1), 2)
 
 
 @torch.no_grad()
